@@ -1,0 +1,224 @@
+//! The topic registry: which Shopify topics hookline knows, which domain handles each, and how
+//! each topic's idempotency key is formed.
+//!
+//! Routing is by RabbitMQ topic exchange. A Shopify topic `orders/paid` becomes the routing key
+//! `orders.paid`; each domain queue binds the patterns of its resources (`orders.#`). A topic no
+//! binding matches is not an error: the exchange's alternate exchange catches it in
+//! `hookline.unrouted`, so a subscription added in Shopify before hookline supports it loses nothing.
+
+use std::fmt;
+
+/// A bulkhead: one queue, one dead-letter queue and (in the worker) its own consumer, pools and
+/// concurrency limit, so a slow downstream of one domain never holds up another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Domain {
+    /// Stock levels in PostgreSQL, with an outbox to the ERP.
+    Inventory,
+    /// Orders, payments and refunds towards sevDesk.
+    Orders,
+}
+
+impl Domain {
+    /// Every domain, in a stable order (topology declaration, metrics, CLI listings).
+    pub const ALL: [Domain; 2] = [Domain::Inventory, Domain::Orders];
+
+    /// Short name used in queue names, routing keys of dead letters, metrics labels and settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Inventory => "inventory",
+            Domain::Orders => "orders",
+        }
+    }
+
+    /// The routing-key patterns bound from `hookline.events` to this domain's queue.
+    pub fn bindings(self) -> &'static [&'static str] {
+        match self {
+            Domain::Inventory => &["inventory_levels.#", "inventory_items.#", "products.#"],
+            Domain::Orders => &["orders.#", "refunds.#"],
+        }
+    }
+
+    /// Parses a domain name as given on a command line or in settings.
+    pub fn parse(name: &str) -> Option<Domain> {
+        Domain::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a topic's resource id is read from its payload, and whether the resource's `updated_at`
+/// is part of the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyRule {
+    /// `payload.id`: the event happens once per resource (an order is paid once).
+    Id,
+    /// `payload.id` + `payload.updated_at`: the event legitimately repeats for one resource
+    /// (every edit of a product), so each change is its own key while Shopify's retries of one
+    /// change share it.
+    IdAndUpdatedAt,
+    /// `payload.inventory_item_id:payload.location_id`: inventory levels have no id of their own.
+    InventoryLevel,
+    /// Inventory level plus `updated_at`: stock at one location changes many times.
+    InventoryLevelAndUpdatedAt,
+}
+
+/// One known topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Shopify's topic name, as in `X-Shopify-Topic`.
+    pub topic: &'static str,
+    /// The domain whose queue receives it (must agree with [`Domain::bindings`]; a test checks).
+    pub domain: Domain,
+    /// How its idempotency key is formed.
+    pub key: KeyRule,
+}
+
+/// Every topic hookline handles, with its key rule.
+///
+/// Why each rule:
+/// - `orders/create|paid|cancelled|fulfilled|partially_fulfilled|delete`, `refunds/create`,
+///   `products/create|delete`, `inventory_items/create|delete`: happen once per resource, `id`.
+/// - `orders/updated`, `products/update`, `inventory_items/update`: repeat per resource, `id` +
+///   `updated_at`.
+/// - `inventory_levels/update` and `inventory_levels/connect`: repeat per item and location,
+///   item + location + `updated_at`.
+/// - `inventory_levels/disconnect`: Shopify sends only item and location, so the key is those two;
+///   a disconnect → connect → disconnect cycle within the dedupe window would be taken as a
+///   duplicate, which is harmless because disconnecting twice has the same effect as once.
+pub const TOPICS: &[TopicSpec] = &[
+    spec("orders/create", Domain::Orders, KeyRule::Id),
+    spec("orders/updated", Domain::Orders, KeyRule::IdAndUpdatedAt),
+    spec("orders/paid", Domain::Orders, KeyRule::Id),
+    spec("orders/cancelled", Domain::Orders, KeyRule::Id),
+    spec("orders/fulfilled", Domain::Orders, KeyRule::Id),
+    spec("orders/partially_fulfilled", Domain::Orders, KeyRule::Id),
+    spec("orders/delete", Domain::Orders, KeyRule::Id),
+    spec("refunds/create", Domain::Orders, KeyRule::Id),
+    spec("products/create", Domain::Inventory, KeyRule::Id),
+    spec(
+        "products/update",
+        Domain::Inventory,
+        KeyRule::IdAndUpdatedAt,
+    ),
+    spec("products/delete", Domain::Inventory, KeyRule::Id),
+    spec("inventory_items/create", Domain::Inventory, KeyRule::Id),
+    spec(
+        "inventory_items/update",
+        Domain::Inventory,
+        KeyRule::IdAndUpdatedAt,
+    ),
+    spec("inventory_items/delete", Domain::Inventory, KeyRule::Id),
+    spec(
+        "inventory_levels/connect",
+        Domain::Inventory,
+        KeyRule::InventoryLevelAndUpdatedAt,
+    ),
+    spec(
+        "inventory_levels/update",
+        Domain::Inventory,
+        KeyRule::InventoryLevelAndUpdatedAt,
+    ),
+    spec(
+        "inventory_levels/disconnect",
+        Domain::Inventory,
+        KeyRule::InventoryLevel,
+    ),
+];
+
+const fn spec(topic: &'static str, domain: Domain, key: KeyRule) -> TopicSpec {
+    TopicSpec { topic, domain, key }
+}
+
+/// Looks up a known topic.
+pub fn lookup(topic: &str) -> Option<&'static TopicSpec> {
+    TOPICS.iter().find(|t| t.topic == topic)
+}
+
+/// Longest topic we accept; Shopify's longest is about 40 characters.
+pub const MAX_TOPIC_LEN: usize = 100;
+
+/// Whether `topic` is shaped like a Shopify topic (`resource/event`, lowercase letters, digits
+/// and `_`). Anything else is refused at the edge: it becomes part of a routing key, a metrics
+/// label and an idempotency key, where `.`, `#`, `*` or `:` would change their meaning.
+pub fn is_well_formed(topic: &str) -> bool {
+    let mut parts = topic.split('/');
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    topic.len() <= MAX_TOPIC_LEN
+        && matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if ok_part(a) && ok_part(b))
+}
+
+/// The AMQP routing key of a topic: `orders/paid` → `orders.paid`.
+pub fn routing_key(topic: &str) -> String {
+    topic.replace('/', ".")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mirrors RabbitMQ's topic matching for the patterns we use (`word.#`).
+    fn binding_matches(pattern: &str, key: &str) -> bool {
+        match pattern.strip_suffix(".#") {
+            Some(prefix) => key == prefix || key.starts_with(&format!("{prefix}.")),
+            None => pattern == key,
+        }
+    }
+
+    #[test]
+    fn every_known_topic_is_bound_to_its_domain_and_no_other() {
+        for t in TOPICS {
+            let key = routing_key(t.topic);
+            for d in Domain::ALL {
+                let bound = d.bindings().iter().any(|p| binding_matches(p, &key));
+                assert_eq!(bound, d == t.domain, "{} vs {}", t.topic, d);
+            }
+        }
+    }
+
+    #[test]
+    fn routing_keys_replace_slashes() {
+        assert_eq!(routing_key("orders/paid"), "orders.paid");
+        assert_eq!(
+            routing_key("inventory_levels/update"),
+            "inventory_levels.update"
+        );
+    }
+
+    #[test]
+    fn topic_shape_is_checked() {
+        assert!(is_well_formed("orders/paid"));
+        assert!(is_well_formed(
+            "app_subscriptions/approaching_capped_amount"
+        ));
+        for bad in [
+            "",
+            "orders",
+            "orders/",
+            "/paid",
+            "orders/paid/x",
+            "Orders/paid",
+            "orders.paid",
+            "orders/#",
+            "a:b/c",
+        ] {
+            assert!(!is_well_formed(bad), "{bad}");
+        }
+        assert!(!is_well_formed(&format!("a/{}", "b".repeat(MAX_TOPIC_LEN))));
+    }
+
+    #[test]
+    fn domains_parse_by_name() {
+        for d in Domain::ALL {
+            assert_eq!(Domain::parse(d.name()), Some(d));
+        }
+        assert_eq!(Domain::parse("billing"), None);
+    }
+}

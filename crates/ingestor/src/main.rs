@@ -1,0 +1,17 @@
+//! `hookline-ingestor`: receives Shopify webhooks and hands them to RabbitMQ.
+//! Configuration: environment variables, see the README or `hookline_ingestor::settings`.
+
+use anyhow::Context;
+use hookline_ingestor::settings::Settings;
+use hookline_ingestor::startup::Application;
+use hookline_ingestor::telemetry;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env().context("cannot start the ingestor")?;
+    telemetry::init_logging(settings.log_format);
+    tracing::info!(settings = ?settings, "starting hookline-ingestor");
+    let app = Application::build(settings)?;
+    tracing::info!(port = app.port(), "listening");
+    app.run_until_stopped().await.context("HTTP server failed")
+}

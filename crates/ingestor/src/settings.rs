@@ -1,0 +1,246 @@
+//! Settings from environment variables, with defaults that work on a developer's machine.
+
+use std::fmt;
+use std::time::Duration;
+
+use hookline_core::topology::{DEFAULT_QUEUE_MAX_LENGTH, TopologySettings};
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything the ingestor can be told.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOOKLINE_HTTP_ADDR`, default `127.0.0.1:8080`. Port 0 picks a free port (tests).
+    pub http_addr: String,
+    /// `HOOKLINE_HTTP_WORKERS`: actix worker threads; default one per core.
+    pub http_workers: Option<usize>,
+    /// `HOOKLINE_AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f`.
+    pub amqp_url: Secret,
+    /// `HOOKLINE_AMQP_CHANNELS`, default 4: publishing channels used round-robin. RabbitMQ runs
+    /// each channel in one Erlang process, so a few channels let confirms proceed in parallel.
+    pub amqp_channels: usize,
+    /// `HOOKLINE_SHOPIFY_SECRETS`: comma-separated app client secrets; all are accepted, so a
+    /// secret can be rotated without downtime. Required.
+    pub shopify_secrets: Vec<Secret>,
+    /// `HOOKLINE_MAX_BODY_BYTES`, default 2 MiB. Larger bodies are refused with 413 before being read.
+    pub max_body_bytes: usize,
+    /// `HOOKLINE_CONFIRM_TIMEOUT_MS`, default 2000: how long a request waits for the broker's
+    /// confirm before answering 503. Well under the 5 s Shopify waits for an answer.
+    pub confirm_timeout: Duration,
+    /// `HOOKLINE_QUEUE_MAX_LENGTH`, default 100000. Must match every other process and the
+    /// definitions file (see [`TopologySettings`]).
+    pub topology: TopologySettings,
+    /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS`, default 25: on SIGTERM, how long in-flight requests may
+    /// take to finish (with their confirms) before the process exits anyway.
+    pub shutdown_timeout: Duration,
+    /// `HOOKLINE_LOG_FORMAT`: `json` or `text` (default).
+    pub log_format: LogFormat,
+}
+
+/// A setting that is missing or cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// No Shopify secret: the ingestor would have to refuse every webhook.
+    #[error(
+        "HOOKLINE_SHOPIFY_SECRETS is not set: give the Shopify app's client secret (several, comma-separated, during a rotation)"
+    )]
+    NoSecret,
+    /// A value does not parse.
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What it was set to.
+        value: String,
+        /// What was expected.
+        reason: &'static str,
+    },
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `get`, so tests can pass their own values without touching the
+    /// process environment (which is shared by parallel tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        let get = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let shopify_secrets: Vec<Secret> = get("HOOKLINE_SHOPIFY_SECRETS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .collect();
+        if shopify_secrets.is_empty() {
+            return Err(SettingsError::NoSecret);
+        }
+        let log_format = match get("HOOKLINE_LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(SettingsError::Invalid {
+                    name: "HOOKLINE_LOG_FORMAT",
+                    value: other.into(),
+                    reason: "expected json or text",
+                });
+            }
+        };
+        Ok(Self {
+            http_addr: get("HOOKLINE_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
+            http_workers: parse_opt(
+                &get,
+                "HOOKLINE_HTTP_WORKERS",
+                "expected a number of threads ≥ 1",
+            )?
+            .filter(|n| *n > 0),
+            amqp_url: Secret::new(
+                get("HOOKLINE_AMQP_URL")
+                    .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+            ),
+            amqp_channels: parse_opt(
+                &get,
+                "HOOKLINE_AMQP_CHANNELS",
+                "expected a number of channels ≥ 1",
+            )?
+            .unwrap_or(4)
+            .max(1),
+            shopify_secrets,
+            max_body_bytes: parse_opt(&get, "HOOKLINE_MAX_BODY_BYTES", "expected a size in bytes")?
+                .unwrap_or(2 * 1024 * 1024),
+            confirm_timeout: Duration::from_millis(
+                parse_opt(&get, "HOOKLINE_CONFIRM_TIMEOUT_MS", "expected milliseconds")?
+                    .unwrap_or(2000),
+            ),
+            topology: TopologySettings {
+                queue_max_length: parse_opt(
+                    &get,
+                    "HOOKLINE_QUEUE_MAX_LENGTH",
+                    "expected a message count",
+                )?
+                .unwrap_or(DEFAULT_QUEUE_MAX_LENGTH),
+            },
+            shutdown_timeout: Duration::from_secs(
+                parse_opt(&get, "HOOKLINE_SHUTDOWN_TIMEOUT_SECS", "expected seconds")?
+                    .unwrap_or(25),
+            ),
+            log_format,
+        })
+    }
+}
+
+fn parse_opt<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    reason: &'static str,
+) -> Result<Option<T>, SettingsError> {
+    get(name)
+        .map(|value| {
+            value.parse().map_err(|_| SettingsError::Invalid {
+                name,
+                value,
+                reason,
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn refuses_to_start_without_a_secret() {
+        let err = settings(&[]).unwrap_err();
+        assert!(
+            err.to_string().contains("HOOKLINE_SHOPIFY_SECRETS"),
+            "{err}"
+        );
+        assert!(matches!(
+            settings(&[("HOOKLINE_SHOPIFY_SECRETS", " , ")]),
+            Err(SettingsError::NoSecret)
+        ));
+    }
+
+    #[test]
+    fn defaults_are_localhost() {
+        let s = settings(&[("HOOKLINE_SHOPIFY_SECRETS", "a, b")]).unwrap();
+        assert_eq!(s.http_addr, "127.0.0.1:8080");
+        assert_eq!(s.amqp_url.expose(), "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(s.shopify_secrets, vec![Secret::new("a"), Secret::new("b")]);
+        assert_eq!(s.max_body_bytes, 2 * 1024 * 1024);
+        assert_eq!(s.confirm_timeout, Duration::from_secs(2));
+        assert_eq!(s.topology.queue_max_length, 100_000);
+        assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn secrets_are_masked_in_debug_output() {
+        let s = settings(&[
+            ("HOOKLINE_SHOPIFY_SECRETS", "topsecret"),
+            ("HOOKLINE_AMQP_URL", "amqp://u:pw@h/"),
+        ])
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("topsecret") && !printed.contains("pw@"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn invalid_numbers_name_the_variable() {
+        let err = settings(&[
+            ("HOOKLINE_SHOPIFY_SECRETS", "a"),
+            ("HOOKLINE_CONFIRM_TIMEOUT_MS", "soon"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HOOKLINE_CONFIRM_TIMEOUT_MS"),
+            "{err}"
+        );
+    }
+}
