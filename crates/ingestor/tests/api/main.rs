@@ -1,0 +1,6 @@
+//! Black-box tests of the ingestor: HTTP in, AMQP out, against the real RabbitMQ on localhost.
+//! Each test gets its own vhost, created and deleted through the management API.
+
+mod broker;
+mod helpers;
+mod webhook;
