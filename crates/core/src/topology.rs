@@ -96,100 +96,171 @@ fn max_length(settings: &TopologySettings) -> AMQPValue {
     AMQPValue::LongInt(i32::try_from(settings.queue_max_length).unwrap_or(i32::MAX))
 }
 
-/// Declares every exchange, queue and binding. Safe to call any number of times, from any number
-/// of processes, as long as they share `settings`.
-pub async fn declare(channel: &Channel, settings: &TopologySettings) -> Result<(), lapin::Error> {
-    let durable_exchange = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let durable_queue = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let quorum = table(&[("x-queue-type", string("quorum"))]);
+/// One exchange of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExchangeSpec {
+    /// Exchange name.
+    pub name: &'static str,
+    /// Exchange type.
+    pub kind: ExchangeKind,
+    /// Declaration arguments.
+    pub arguments: FieldTable,
+}
 
-    // The alternate exchange must exist before the exchange that names it receives traffic.
-    channel
-        .exchange_declare(
-            UNROUTED_EXCHANGE.into(),
-            ExchangeKind::Fanout,
-            durable_exchange,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            DEAD_LETTER_EXCHANGE.into(),
-            ExchangeKind::Direct,
-            durable_exchange,
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .exchange_declare(
-            EVENTS_EXCHANGE.into(),
-            ExchangeKind::Topic,
-            durable_exchange,
-            table(&[("alternate-exchange", string(UNROUTED_EXCHANGE))]),
-        )
-        .await?;
+/// One queue of the plan (all are durable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    /// Queue name.
+    pub name: String,
+    /// Declaration arguments.
+    pub arguments: FieldTable,
+}
 
+/// One binding of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingSpec {
+    /// Source exchange.
+    pub exchange: &'static str,
+    /// Destination queue.
+    pub queue: String,
+    /// Routing key or pattern.
+    pub routing_key: String,
+}
+
+/// The whole topology as data: what [`declare`] declares, and what a test compares with
+/// `deploy/rabbitmq/definitions.json` so the two cannot drift apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// In declaration order: the alternate exchange before the exchange that names it.
+    pub exchanges: Vec<ExchangeSpec>,
+    /// Queues.
+    pub queues: Vec<QueueSpec>,
+    /// Bindings.
+    pub bindings: Vec<BindingSpec>,
+}
+
+/// The topology for `settings`.
+pub fn plan(settings: &TopologySettings) -> Plan {
+    let mut exchanges = vec![
+        ExchangeSpec { name: UNROUTED_EXCHANGE, kind: ExchangeKind::Fanout, arguments: FieldTable::default() },
+        ExchangeSpec { name: DEAD_LETTER_EXCHANGE, kind: ExchangeKind::Direct, arguments: FieldTable::default() },
+    ];
+    exchanges.push(ExchangeSpec {
+        name: EVENTS_EXCHANGE,
+        kind: ExchangeKind::Topic,
+        arguments: table(&[("alternate-exchange", string(UNROUTED_EXCHANGE))]),
+    });
     // Unrouted events are bounded like any work queue: an unknown topic flooding in turns into
     // 503s rather than unbounded growth.
-    let unrouted_args = table(&[
-        ("x-queue-type", string("quorum")),
-        ("x-max-length", max_length(settings)),
-        ("x-overflow", string("reject-publish")),
-    ]);
-    channel
-        .queue_declare(UNROUTED_QUEUE.into(), durable_queue, unrouted_args)
-        .await?;
-    channel
-        .queue_bind(
-            UNROUTED_QUEUE.into(),
-            UNROUTED_EXCHANGE.into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-
+    let mut queues = vec![QueueSpec {
+        name: UNROUTED_QUEUE.to_owned(),
+        arguments: table(&[
+            ("x-queue-type", string("quorum")),
+            ("x-max-length", max_length(settings)),
+            ("x-overflow", string("reject-publish")),
+        ]),
+    }];
+    let mut bindings = vec![BindingSpec { exchange: UNROUTED_EXCHANGE, queue: UNROUTED_QUEUE.to_owned(), routing_key: String::new() }];
     for domain in Domain::ALL {
         // Dead-letter queues have no length limit: a dead letter is never dropped.
-        let dlq = dead_letter_queue(domain);
-        channel
-            .queue_declare(dlq.as_str().into(), durable_queue, quorum.clone())
-            .await?;
-        channel
-            .queue_bind(
-                dlq.as_str().into(),
-                DEAD_LETTER_EXCHANGE.into(),
-                domain.name().into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-
-        let q = queue(domain);
-        channel
-            .queue_declare(
-                q.as_str().into(),
-                durable_queue,
-                work_queue_arguments(domain, settings),
-            )
-            .await?;
+        queues.push(QueueSpec { name: dead_letter_queue(domain), arguments: table(&[("x-queue-type", string("quorum"))]) });
+        bindings.push(BindingSpec {
+            exchange: DEAD_LETTER_EXCHANGE,
+            queue: dead_letter_queue(domain),
+            routing_key: domain.name().to_owned(),
+        });
+        queues.push(QueueSpec { name: queue(domain), arguments: work_queue_arguments(domain, settings) });
         for pattern in domain.bindings() {
-            channel
-                .queue_bind(
-                    q.as_str().into(),
-                    EVENTS_EXCHANGE.into(),
-                    (*pattern).into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            bindings.push(BindingSpec { exchange: EVENTS_EXCHANGE, queue: queue(domain), routing_key: (*pattern).to_owned() });
         }
     }
+    Plan { exchanges, queues, bindings }
+}
+
+/// Declares every exchange, queue and binding of [`plan`]. Safe to call any number of times,
+/// from any number of processes, as long as they share `settings`.
+pub async fn declare(channel: &Channel, settings: &TopologySettings) -> Result<(), lapin::Error> {
+    let plan = plan(settings);
+    for e in plan.exchanges {
+        let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
+        channel.exchange_declare(e.name.into(), e.kind, options, e.arguments).await?;
+    }
+    for q in plan.queues {
+        let options = QueueDeclareOptions { durable: true, ..Default::default() };
+        channel.queue_declare(q.name.as_str().into(), options, q.arguments).await?;
+    }
+    for b in plan.bindings {
+        channel
+            .queue_bind(b.queue.as_str().into(), b.exchange.into(), b.routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            .await?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn to_json(t: &FieldTable) -> Value {
+        let map = t
+            .inner()
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    AMQPValue::LongString(s) => json!(s.to_string()),
+                    AMQPValue::LongInt(n) => json!(n),
+                    other => panic!("unexpected argument type {other:?}"),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        Value::Object(map)
+    }
+
+    /// `deploy/rabbitmq/definitions.json` is what operators import; the code declares the same
+    /// objects at start-up. If they differ, RabbitMQ refuses one of them with PRECONDITION_FAILED.
+    #[test]
+    fn the_definitions_file_matches_the_declared_topology() {
+        let defs: Value = serde_json::from_str(include_str!("../../../deploy/rabbitmq/definitions.json")).unwrap();
+        let plan = plan(&TopologySettings::default());
+
+        let exchanges = defs["exchanges"].as_array().unwrap();
+        assert_eq!(exchanges.len(), plan.exchanges.len());
+        for e in &plan.exchanges {
+            let d = exchanges.iter().find(|d| d["name"] == e.name).unwrap_or_else(|| panic!("exchange {} missing", e.name));
+            let kind = match e.kind {
+                ExchangeKind::Direct => "direct",
+                ExchangeKind::Fanout => "fanout",
+                ExchangeKind::Topic => "topic",
+                ref other => panic!("unexpected exchange kind {other:?}"),
+            };
+            assert_eq!(d["type"], kind, "{}", e.name);
+            assert_eq!(d["durable"], true);
+            assert_eq!(d["arguments"], to_json(&e.arguments), "{}", e.name);
+        }
+
+        let queues = defs["queues"].as_array().unwrap();
+        assert_eq!(queues.len(), plan.queues.len());
+        for q in &plan.queues {
+            let d = queues.iter().find(|d| d["name"] == q.name.as_str()).unwrap_or_else(|| panic!("queue {} missing", q.name));
+            assert_eq!(d["durable"], true);
+            assert_eq!(d["arguments"], to_json(&q.arguments), "{}", q.name);
+        }
+
+        let mut defined: Vec<(String, String, String)> = defs["bindings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                assert_eq!(b["destination_type"], "queue");
+                (b["source"].as_str().unwrap().to_owned(), b["destination"].as_str().unwrap().to_owned(), b["routing_key"].as_str().unwrap().to_owned())
+            })
+            .collect();
+        let mut planned: Vec<(String, String, String)> =
+            plan.bindings.iter().map(|b| (b.exchange.to_owned(), b.queue.clone(), b.routing_key.clone())).collect();
+        defined.sort();
+        planned.sort();
+        assert_eq!(defined, planned);
+    }
 }
