@@ -15,8 +15,10 @@
 //! - [`retry`]: capped exponential backoff with jitter and `Retry-After` handling.
 //! - [`breaker`]: a circuit breaker per downstream, with an injectable clock.
 //! - [`trace`]: W3C `traceparent` values minted at the edge.
+//! - [`config`]: secrets that never print and environment parsing that names the variable.
 
 pub mod breaker;
+pub mod config;
 pub mod envelope;
 pub mod idempotency;
 pub mod retry;

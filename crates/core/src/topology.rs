@@ -8,7 +8,16 @@
 //! hookline.dlx (direct)
 //!   ├─ inventory → hookline.inventory.dlq (quorum)
 //!   └─ orders    → hookline.orders.dlq    (quorum)
+//! (default exchange)
+//!   └─ hookline.<domain>.wait.<tier>ms (quorum, TTL = tier) ──expires──▶ hookline.<domain>
 //! ```
+//!
+//! The wait queues hold retries: the worker republishes a message that failed with a retryable
+//! error to the wait queue whose TTL matches the delay, and RabbitMQ dead-letters it back to the
+//! work queue when the TTL expires. Delays are therefore held by the broker (they survive a
+//! worker restart), and since every message in one wait queue has the same TTL, a long delay
+//! never holds up a short one behind it (as per-message TTLs in one queue would: RabbitMQ only
+//! expires messages at the head).
 //!
 //! Declaring is idempotent, so the ingestor and the worker both do it and either can start
 //! first. RabbitMQ refuses a re-declaration whose arguments differ (`PRECONDITION_FAILED`), so
@@ -71,6 +80,61 @@ fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
         t.insert(ShortString::from(*k), v.clone());
     }
     t
+}
+
+/// Wait-queue tiers, in milliseconds. Powers of two cover the retry policy's range (1 s to 30 s
+/// ± 20 %, and `Retry-After` values) with a handful of queues; [`pick_wait_tier`] rounds a delay
+/// to one of its two neighbouring tiers at random, so the average delay is the one asked for and
+/// jitter still spreads retries out.
+pub const WAIT_TIERS_MS: [u32; 9] = [250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 32_000, 64_000];
+
+/// `hookline.<domain>.wait.<tier>ms`.
+pub fn wait_queue(domain: Domain, tier_ms: u32) -> String {
+    format!("hookline.{}.wait.{tier_ms}ms", domain.name())
+}
+
+/// Chooses the wait tier for `delay`. `unit` is a uniform random number in `[0, 1)`.
+///
+/// Between tiers `lo ≤ delay ≤ hi` the choice is `hi` with probability `(delay − lo) / (hi − lo)`
+/// (stochastic rounding): the expected delay equals `delay`. Below the smallest tier the smallest
+/// is used; above the largest, the largest.
+pub fn pick_wait_tier(delay: std::time::Duration, unit: f64) -> u32 {
+    let ms = delay.as_secs_f64() * 1000.0;
+    let first = WAIT_TIERS_MS[0];
+    let last = WAIT_TIERS_MS[WAIT_TIERS_MS.len() - 1];
+    if ms <= f64::from(first) {
+        return first;
+    }
+    for pair in WAIT_TIERS_MS.windows(2) {
+        let (lo, hi) = (f64::from(pair[0]), f64::from(pair[1]));
+        if ms <= hi {
+            let p_hi = (ms - lo) / (hi - lo);
+            return if unit < p_hi { pair[1] } else { pair[0] };
+        }
+    }
+    last
+}
+
+/// Arguments of a wait queue: TTL = tier, dead-lettered back to the domain's work queue through
+/// the default exchange, at-least-once (a full work queue makes the message wait longer instead
+/// of dropping it; that strategy needs `reject-publish`, hence the length limit).
+pub fn wait_queue_arguments(
+    domain: Domain,
+    tier_ms: u32,
+    settings: &TopologySettings,
+) -> FieldTable {
+    table(&[
+        ("x-queue-type", string("quorum")),
+        (
+            "x-message-ttl",
+            AMQPValue::LongInt(i32::try_from(tier_ms).unwrap_or(i32::MAX)),
+        ),
+        ("x-max-length", max_length(settings)),
+        ("x-overflow", string("reject-publish")),
+        ("x-dead-letter-exchange", string("")),
+        ("x-dead-letter-routing-key", string(&queue(domain))),
+        ("x-dead-letter-strategy", string("at-least-once")),
+    ])
 }
 
 /// Arguments of a domain work queue.
@@ -142,8 +206,16 @@ pub struct Plan {
 /// The topology for `settings`.
 pub fn plan(settings: &TopologySettings) -> Plan {
     let mut exchanges = vec![
-        ExchangeSpec { name: UNROUTED_EXCHANGE, kind: ExchangeKind::Fanout, arguments: FieldTable::default() },
-        ExchangeSpec { name: DEAD_LETTER_EXCHANGE, kind: ExchangeKind::Direct, arguments: FieldTable::default() },
+        ExchangeSpec {
+            name: UNROUTED_EXCHANGE,
+            kind: ExchangeKind::Fanout,
+            arguments: FieldTable::default(),
+        },
+        ExchangeSpec {
+            name: DEAD_LETTER_EXCHANGE,
+            kind: ExchangeKind::Direct,
+            arguments: FieldTable::default(),
+        },
     ];
     exchanges.push(ExchangeSpec {
         name: EVENTS_EXCHANGE,
@@ -160,21 +232,45 @@ pub fn plan(settings: &TopologySettings) -> Plan {
             ("x-overflow", string("reject-publish")),
         ]),
     }];
-    let mut bindings = vec![BindingSpec { exchange: UNROUTED_EXCHANGE, queue: UNROUTED_QUEUE.to_owned(), routing_key: String::new() }];
+    let mut bindings = vec![BindingSpec {
+        exchange: UNROUTED_EXCHANGE,
+        queue: UNROUTED_QUEUE.to_owned(),
+        routing_key: String::new(),
+    }];
     for domain in Domain::ALL {
         // Dead-letter queues have no length limit: a dead letter is never dropped.
-        queues.push(QueueSpec { name: dead_letter_queue(domain), arguments: table(&[("x-queue-type", string("quorum"))]) });
+        queues.push(QueueSpec {
+            name: dead_letter_queue(domain),
+            arguments: table(&[("x-queue-type", string("quorum"))]),
+        });
         bindings.push(BindingSpec {
             exchange: DEAD_LETTER_EXCHANGE,
             queue: dead_letter_queue(domain),
             routing_key: domain.name().to_owned(),
         });
-        queues.push(QueueSpec { name: queue(domain), arguments: work_queue_arguments(domain, settings) });
+        queues.push(QueueSpec {
+            name: queue(domain),
+            arguments: work_queue_arguments(domain, settings),
+        });
+        for tier in WAIT_TIERS_MS {
+            queues.push(QueueSpec {
+                name: wait_queue(domain, tier),
+                arguments: wait_queue_arguments(domain, tier, settings),
+            });
+        }
         for pattern in domain.bindings() {
-            bindings.push(BindingSpec { exchange: EVENTS_EXCHANGE, queue: queue(domain), routing_key: (*pattern).to_owned() });
+            bindings.push(BindingSpec {
+                exchange: EVENTS_EXCHANGE,
+                queue: queue(domain),
+                routing_key: (*pattern).to_owned(),
+            });
         }
     }
-    Plan { exchanges, queues, bindings }
+    Plan {
+        exchanges,
+        queues,
+        bindings,
+    }
 }
 
 /// Declares every exchange, queue and binding of [`plan`]. Safe to call any number of times,
@@ -182,16 +278,32 @@ pub fn plan(settings: &TopologySettings) -> Plan {
 pub async fn declare(channel: &Channel, settings: &TopologySettings) -> Result<(), lapin::Error> {
     let plan = plan(settings);
     for e in plan.exchanges {
-        let options = ExchangeDeclareOptions { durable: true, ..Default::default() };
-        channel.exchange_declare(e.name.into(), e.kind, options, e.arguments).await?;
+        let options = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .exchange_declare(e.name.into(), e.kind, options, e.arguments)
+            .await?;
     }
     for q in plan.queues {
-        let options = QueueDeclareOptions { durable: true, ..Default::default() };
-        channel.queue_declare(q.name.as_str().into(), options, q.arguments).await?;
+        let options = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(q.name.as_str().into(), options, q.arguments)
+            .await?;
     }
     for b in plan.bindings {
         channel
-            .queue_bind(b.queue.as_str().into(), b.exchange.into(), b.routing_key.as_str().into(), QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                b.queue.as_str().into(),
+                b.exchange.into(),
+                b.routing_key.as_str().into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
     }
     Ok(())
@@ -218,17 +330,44 @@ mod tests {
         Value::Object(map)
     }
 
+    #[test]
+    fn wait_tiers_round_to_a_neighbour_and_keep_the_mean() {
+        use std::time::Duration;
+        assert_eq!(pick_wait_tier(Duration::from_millis(10), 0.5), 250);
+        assert_eq!(pick_wait_tier(Duration::from_secs(1), 0.99), 1_000);
+        assert_eq!(pick_wait_tier(Duration::from_secs(600), 0.0), 64_000);
+        // 3 s lies halfway between the 2 s and 4 s tiers.
+        assert_eq!(pick_wait_tier(Duration::from_secs(3), 0.49), 4_000);
+        assert_eq!(pick_wait_tier(Duration::from_secs(3), 0.51), 2_000);
+        let n = 10_000;
+        let mean: f64 = (0..n)
+            .map(|i| {
+                f64::from(pick_wait_tier(
+                    Duration::from_millis(2_600),
+                    (f64::from(i) + 0.5) / f64::from(n),
+                ))
+            })
+            .sum::<f64>()
+            / f64::from(n);
+        assert!((mean - 2_600.0).abs() < 5.0, "{mean}");
+    }
+
     /// `deploy/rabbitmq/definitions.json` is what operators import; the code declares the same
     /// objects at start-up. If they differ, RabbitMQ refuses one of them with PRECONDITION_FAILED.
     #[test]
     fn the_definitions_file_matches_the_declared_topology() {
-        let defs: Value = serde_json::from_str(include_str!("../../../deploy/rabbitmq/definitions.json")).unwrap();
+        let defs: Value =
+            serde_json::from_str(include_str!("../../../deploy/rabbitmq/definitions.json"))
+                .unwrap();
         let plan = plan(&TopologySettings::default());
 
         let exchanges = defs["exchanges"].as_array().unwrap();
         assert_eq!(exchanges.len(), plan.exchanges.len());
         for e in &plan.exchanges {
-            let d = exchanges.iter().find(|d| d["name"] == e.name).unwrap_or_else(|| panic!("exchange {} missing", e.name));
+            let d = exchanges
+                .iter()
+                .find(|d| d["name"] == e.name)
+                .unwrap_or_else(|| panic!("exchange {} missing", e.name));
             let kind = match e.kind {
                 ExchangeKind::Direct => "direct",
                 ExchangeKind::Fanout => "fanout",
@@ -243,7 +382,10 @@ mod tests {
         let queues = defs["queues"].as_array().unwrap();
         assert_eq!(queues.len(), plan.queues.len());
         for q in &plan.queues {
-            let d = queues.iter().find(|d| d["name"] == q.name.as_str()).unwrap_or_else(|| panic!("queue {} missing", q.name));
+            let d = queues
+                .iter()
+                .find(|d| d["name"] == q.name.as_str())
+                .unwrap_or_else(|| panic!("queue {} missing", q.name));
             assert_eq!(d["durable"], true);
             assert_eq!(d["arguments"], to_json(&q.arguments), "{}", q.name);
         }
@@ -254,11 +396,24 @@ mod tests {
             .iter()
             .map(|b| {
                 assert_eq!(b["destination_type"], "queue");
-                (b["source"].as_str().unwrap().to_owned(), b["destination"].as_str().unwrap().to_owned(), b["routing_key"].as_str().unwrap().to_owned())
+                (
+                    b["source"].as_str().unwrap().to_owned(),
+                    b["destination"].as_str().unwrap().to_owned(),
+                    b["routing_key"].as_str().unwrap().to_owned(),
+                )
             })
             .collect();
-        let mut planned: Vec<(String, String, String)> =
-            plan.bindings.iter().map(|b| (b.exchange.to_owned(), b.queue.clone(), b.routing_key.clone())).collect();
+        let mut planned: Vec<(String, String, String)> = plan
+            .bindings
+            .iter()
+            .map(|b| {
+                (
+                    b.exchange.to_owned(),
+                    b.queue.clone(),
+                    b.routing_key.clone(),
+                )
+            })
+            .collect();
         defined.sort();
         planned.sort();
         assert_eq!(defined, planned);

@@ -12,11 +12,10 @@
 //!   route answer 200. Anything short of a confirm is a 503, so Shopify retries and nothing is lost.
 //!
 //! Around that path: [`settings`] (env vars with localhost defaults), [`startup`] (binds, wires and
-//! runs the server), [`telemetry`] (logs and Prometheus metrics) and [`routes::health`].
+//! runs the server) and [`routes::health`]; logs and metrics are set up by `hookline-telemetry`.
 
 pub mod publish;
 pub mod routes;
 pub mod settings;
 pub mod startup;
-pub mod telemetry;
 pub mod verify;

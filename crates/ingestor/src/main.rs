@@ -4,7 +4,7 @@
 use anyhow::Context;
 use hookline_ingestor::settings::Settings;
 use hookline_ingestor::startup::Application;
-use hookline_ingestor::telemetry;
+use hookline_telemetry as telemetry;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

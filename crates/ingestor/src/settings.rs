@@ -1,39 +1,13 @@
 //! Settings from environment variables, with defaults that work on a developer's machine.
 
-use std::fmt;
 use std::time::Duration;
+
+use hookline_core::config::Env;
+pub use hookline_core::config::{ConfigError as SettingsError, Secret};
 
 use hookline_core::topology::{DEFAULT_QUEUE_MAX_LENGTH, TopologySettings};
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable, for a terminal.
-    Text,
-    /// One JSON object per line, for log shippers.
-    Json,
-}
-
-/// A secret that never shows up in `Debug` output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use hookline_telemetry::LogFormat;
 
 /// Everything the ingestor can be told.
 #[derive(Debug, Clone)]
@@ -65,26 +39,6 @@ pub struct Settings {
     pub log_format: LogFormat,
 }
 
-/// A setting that is missing or cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// No Shopify secret: the ingestor would have to refuse every webhook.
-    #[error(
-        "HOOKLINE_SHOPIFY_SECRETS is not set: give the Shopify app's client secret (several, comma-separated, during a rotation)"
-    )]
-    NoSecret,
-    /// A value does not parse.
-    #[error("{name}={value:?} is invalid: {reason}")]
-    Invalid {
-        /// The variable.
-        name: &'static str,
-        /// What it was set to.
-        value: String,
-        /// What was expected.
-        reason: &'static str,
-    },
-}
-
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, SettingsError> {
@@ -94,89 +48,67 @@ impl Settings {
     /// Reads settings through `get`, so tests can pass their own values without touching the
     /// process environment (which is shared by parallel tests).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
-        let get = |name: &str| {
-            get(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let shopify_secrets: Vec<Secret> = get("HOOKLINE_SHOPIFY_SECRETS")
-            .unwrap_or_default()
+        let env = Env::from_fn(get);
+        let shopify_secrets: Vec<Secret> = env
+            .string("HOOKLINE_SHOPIFY_SECRETS", "")
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(Secret::new)
             .collect();
         if shopify_secrets.is_empty() {
-            return Err(SettingsError::NoSecret);
+            return Err(SettingsError::Missing {
+                name: "HOOKLINE_SHOPIFY_SECRETS",
+                hint: "give the Shopify app's client secret (several, comma-separated, during a rotation)",
+            });
         }
-        let log_format = match get("HOOKLINE_LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(SettingsError::Invalid {
-                    name: "HOOKLINE_LOG_FORMAT",
-                    value: other.into(),
-                    reason: "expected json or text",
-                });
-            }
-        };
+        let log_format = env.string("HOOKLINE_LOG_FORMAT", "text");
+        let log_format = LogFormat::parse(&log_format).ok_or(SettingsError::Invalid {
+            name: "HOOKLINE_LOG_FORMAT",
+            value: log_format,
+            reason: "expected json or text",
+        })?;
         Ok(Self {
-            http_addr: get("HOOKLINE_HTTP_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into()),
-            http_workers: parse_opt(
-                &get,
-                "HOOKLINE_HTTP_WORKERS",
-                "expected a number of threads ≥ 1",
-            )?
-            .filter(|n| *n > 0),
+            http_addr: env.string("HOOKLINE_HTTP_ADDR", "127.0.0.1:8080"),
+            http_workers: env
+                .parse_opt("HOOKLINE_HTTP_WORKERS", "expected a number of threads")?
+                .filter(|n: &usize| *n > 0),
             amqp_url: Secret::new(
-                get("HOOKLINE_AMQP_URL")
-                    .unwrap_or_else(|| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+                env.string("HOOKLINE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             ),
-            amqp_channels: parse_opt(
-                &get,
-                "HOOKLINE_AMQP_CHANNELS",
-                "expected a number of channels ≥ 1",
-            )?
-            .unwrap_or(4)
-            .max(1),
-            shopify_secrets,
-            max_body_bytes: parse_opt(&get, "HOOKLINE_MAX_BODY_BYTES", "expected a size in bytes")?
-                .unwrap_or(2 * 1024 * 1024),
-            confirm_timeout: Duration::from_millis(
-                parse_opt(&get, "HOOKLINE_CONFIRM_TIMEOUT_MS", "expected milliseconds")?
-                    .unwrap_or(2000),
-            ),
-            topology: TopologySettings {
-                queue_max_length: parse_opt(
-                    &get,
-                    "HOOKLINE_QUEUE_MAX_LENGTH",
-                    "expected a message count",
+            amqp_channels: env
+                .parse(
+                    "HOOKLINE_AMQP_CHANNELS",
+                    4usize,
+                    "expected a number of channels",
                 )?
-                .unwrap_or(DEFAULT_QUEUE_MAX_LENGTH),
+                .max(1),
+            shopify_secrets,
+            max_body_bytes: env.parse(
+                "HOOKLINE_MAX_BODY_BYTES",
+                2 * 1024 * 1024,
+                "expected a size in bytes",
+            )?,
+            confirm_timeout: Duration::from_millis(env.parse(
+                "HOOKLINE_CONFIRM_TIMEOUT_MS",
+                2000,
+                "expected milliseconds",
+            )?),
+            topology: TopologySettings {
+                queue_max_length: env.parse(
+                    "HOOKLINE_QUEUE_MAX_LENGTH",
+                    DEFAULT_QUEUE_MAX_LENGTH,
+                    "expected a message count",
+                )?,
             },
-            shutdown_timeout: Duration::from_secs(
-                parse_opt(&get, "HOOKLINE_SHUTDOWN_TIMEOUT_SECS", "expected seconds")?
-                    .unwrap_or(25),
-            ),
+            shutdown_timeout: Duration::from_secs(env.parse(
+                "HOOKLINE_SHUTDOWN_TIMEOUT_SECS",
+                25,
+                "expected seconds",
+            )?),
             log_format,
         })
     }
-}
-
-fn parse_opt<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    reason: &'static str,
-) -> Result<Option<T>, SettingsError> {
-    get(name)
-        .map(|value| {
-            value.parse().map_err(|_| SettingsError::Invalid {
-                name,
-                value,
-                reason,
-            })
-        })
-        .transpose()
 }
 
 #[cfg(test)]
@@ -201,7 +133,7 @@ mod tests {
         );
         assert!(matches!(
             settings(&[("HOOKLINE_SHOPIFY_SECRETS", " , ")]),
-            Err(SettingsError::NoSecret)
+            Err(SettingsError::Missing { .. })
         ));
     }
 

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::publish::{Publisher, PublisherSettings};
 use crate::routes::{health, webhook};
 use crate::settings::Settings;
-use crate::telemetry;
+use hookline_telemetry as telemetry;
 
 /// What every request handler shares.
 pub struct AppState {

@@ -1,4 +1,4 @@
-//! Logs and metrics.
+//! Logs and metrics, set up the same way in every hookline binary.
 //!
 //! Logs go through `tracing` (text or JSON lines, filtered by `RUST_LOG`). Metrics go through the
 //! `metrics` facade into a Prometheus recorder that `GET /metrics` renders; the recorder is
@@ -9,13 +9,31 @@ use std::sync::OnceLock;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
-use crate::settings::LogFormat;
+/// How log lines are written (`HOOKLINE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
 
-/// Latency buckets in seconds: fine-grained below 10 ms, where a healthy confirm sits, and up to
-/// the 2 s confirm timeout and beyond.
+impl LogFormat {
+    /// Parses `text` or `json`; `None` for anything else.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Latency buckets in seconds: fine-grained below 10 ms, where a healthy confirm or commit sits,
+/// and up to a minute for end-to-end lag through retries.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
-    5.0,
+    5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Installs the global log subscriber. Safe to call more than once (later calls do nothing).
