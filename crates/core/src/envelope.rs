@@ -51,6 +51,26 @@ pub mod amqp_header {
     pub const SHOP_DOMAIN: &str = "x-shopify-shop-domain";
     /// W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
+
+    /// Set by the worker on retries and dead letters, readable in the management UI:
+    /// why the message is in a dead-letter queue (`schema_mismatch`, `retries_exhausted`, ...).
+    pub const REASON: &str = "x-hookline-reason";
+    /// The last error, with its causes.
+    pub const ERROR: &str = "x-hookline-error";
+    /// Failed attempts so far (a busy idempotency key is not an attempt).
+    pub const ATTEMPTS: &str = "x-hookline-attempts";
+    /// When handling first failed (RFC 3339).
+    pub const FIRST_FAILURE: &str = "x-hookline-first-failure";
+    /// When handling last failed (RFC 3339).
+    pub const LAST_FAILURE: &str = "x-hookline-last-failure";
+    /// What had been done when it last failed, comma-separated.
+    pub const STEPS: &str = "x-hookline-steps";
+    /// The routing key the message was first published with (wait queues change it).
+    pub const ROUTING_KEY: &str = "x-hookline-routing-key";
+    /// The domain whose bulkhead handled it.
+    pub const DOMAIN: &str = "x-hookline-domain";
+    /// How often it waited for another delivery's idempotency claim.
+    pub const BUSY_RETRIES: &str = "x-hookline-busy-retries";
 }
 
 /// Where an envelope came from.

@@ -1,1 +1,69 @@
-fn main() {}
+//! `hookline-worker`: consumes envelopes and applies their effects exactly once.
+//! Configuration: environment variables (see the README or `hookline_worker::settings`).
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use hookline_worker::settings::Settings;
+use hookline_worker::startup::{Worker, migrate};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "hookline worker: applies webhook effects exactly once"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume and apply (the default).
+    Run,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::from_env().context("cannot start the worker")?;
+    hookline_telemetry::init_logging(settings.log_format);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Migrate => {
+            let applied = migrate(settings.database_url.expose()).await?;
+            tracing::info!(?applied, "migrations up to date");
+            Ok(())
+        }
+        Command::Run => {
+            tracing::info!(settings = ?settings, "starting hookline-worker");
+            let worker = Worker::build(settings).await?;
+            tracing::info!(
+                port = worker.http_port(),
+                "metrics and health endpoint listening"
+            );
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            worker.run(shutdown).await
+        }
+    }
+}
+
+/// SIGTERM or SIGINT: stop consuming, finish in-flight work, close cleanly.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested; finishing in-flight work");
+    shutdown.cancel();
+}

@@ -1,0 +1,367 @@
+//! One bulkhead per domain: its own channel, prefetch, concurrency limit and handler (which owns
+//! the domain's database pool and HTTP client).
+//!
+//! For each delivery: parse the envelope, claim its idempotency key, run the handler, and then
+//! exactly one of: ack (effect durable, or a duplicate), republish to a wait queue (retryable;
+//! confirmed before the ack), or publish to the dead-letter exchange with the reason (permanent or
+//! out of attempts; confirmed before the ack). A message is never acked before one of those is
+//! durable; if even the republish fails, it is nacked back to its queue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::StreamExt;
+use hookline_core::retry::RetryPolicy;
+use hookline_core::topology::{self, DEAD_LETTER_EXCHANGE};
+use hookline_core::{Domain, Envelope};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Confirmation, Connection};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::domains::{DomainHandler, Outcome};
+use crate::error::{Disposition, HandlerError};
+use crate::failure::{FailureNote, FailureState, annotate, error_chain};
+use crate::idempotency::{Claim, Claims};
+use crate::settings::BulkheadSettings;
+
+/// Everything one bulkhead needs.
+#[derive(Clone)]
+pub struct Bulkhead {
+    /// Which domain.
+    pub domain: Domain,
+    /// Its effect.
+    pub handler: Arc<dyn DomainHandler>,
+    /// Its sizes.
+    pub sizes: BulkheadSettings,
+    /// Redis claims (shared: one connection manager per process).
+    pub claims: Claims,
+    /// Retry policy for retryable failures.
+    pub retry: RetryPolicy,
+    /// A handler running longer than this fails as retryable (`timeout`).
+    pub handler_timeout: Duration,
+    /// How long in-flight work may take after shutdown was asked for.
+    pub drain_timeout: Duration,
+}
+
+/// The channel a bulkhead uses to republish (retries, dead letters), in confirm mode.
+pub struct Republisher(Channel);
+
+/// Why republishing did not succeed.
+#[derive(Debug, thiserror::Error)]
+enum RepublishError {
+    #[error("broker error")]
+    Amqp(#[from] lapin::Error),
+    #[error("the broker did not accept the message ({0})")]
+    NotConfirmed(&'static str),
+}
+
+impl Republisher {
+    /// Puts `channel` in confirm mode.
+    pub async fn new(channel: Channel) -> Result<Self, lapin::Error> {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self(channel))
+    }
+
+    async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: lapin::BasicProperties,
+    ) -> Result<(), RepublishError> {
+        let confirm = self
+            .0
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                body,
+                properties,
+            )
+            .await?
+            .await?;
+        match confirm {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                Err(RepublishError::NotConfirmed("returned as unroutable"))
+            }
+            Confirmation::Nack(_) => Err(RepublishError::NotConfirmed("nack")),
+            Confirmation::NotRequested => Err(RepublishError::NotConfirmed("no confirm mode")),
+        }
+    }
+}
+
+impl Bulkhead {
+    /// Consumes the domain's queue until `shutdown`, or until the connection fails (then returns
+    /// the error, and the caller reconnects). On shutdown: stop consuming, let in-flight
+    /// deliveries finish (up to the drain timeout), close; unacked messages return to the queue.
+    pub async fn run(
+        self,
+        connection: &Connection,
+        shutdown: CancellationToken,
+    ) -> Result<(), lapin::Error> {
+        let queue = topology::queue(self.domain);
+        let consume = connection.create_channel().await?;
+        consume
+            .basic_qos(self.sizes.prefetch, BasicQosOptions { global: false })
+            .await?;
+        let publisher = Arc::new(Republisher::new(connection.create_channel().await?).await?);
+        let tag = format!(
+            "hookline-worker-{}-{}",
+            self.domain,
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut consumer = consume
+            .basic_consume(
+                queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        tracing::info!(domain = %self.domain, %queue, prefetch = self.sizes.prefetch, concurrency = self.sizes.concurrency, "consuming");
+
+        let permits = Arc::new(Semaphore::new(self.sizes.concurrency));
+        let tracker = TaskTracker::new();
+        let in_use =
+            metrics::gauge!("hookline_worker_bulkhead_in_use", "domain" => self.domain.name());
+        let result = loop {
+            // The permit is taken before the next delivery, so at most `concurrency` are handled
+            // at once and the rest stay with the broker (or in the prefetch buffer).
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                permit = permits.clone().acquire_owned() => match permit { Ok(p) => p, Err(_) => break Ok(()) },
+            };
+            let delivery = tokio::select! {
+                _ = shutdown.cancelled() => break Ok(()),
+                delivery = consumer.next() => delivery,
+            };
+            let delivery = match delivery {
+                Some(Ok(delivery)) => delivery,
+                Some(Err(error)) => break Err(error),
+                None => {
+                    break Err(lapin::Error::from(lapin::ErrorKind::InvalidChannelState(
+                        lapin::ChannelState::Closed,
+                        "consumer stream ended",
+                    )));
+                }
+            };
+            in_use.set((self.sizes.concurrency - permits.available_permits()) as f64);
+            let (this, publisher, in_use, permits) = (
+                self.clone(),
+                publisher.clone(),
+                in_use.clone(),
+                permits.clone(),
+            );
+            let concurrency = self.sizes.concurrency;
+            tracker.spawn(async move {
+                this.process(&publisher, delivery).await;
+                drop(permit);
+                in_use.set((concurrency - permits.available_permits()) as f64);
+            });
+        };
+        let _ = consume
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        tracker.close();
+        if tokio::time::timeout(self.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(domain = %self.domain, "in-flight deliveries did not finish in time; they return to the queue");
+        }
+        let _ = consume.close(200, "bulkhead stopped".into()).await;
+        let _ = publisher.0.close(200, "bulkhead stopped".into()).await;
+        result
+    }
+
+    /// Handles one delivery to the end: ack, retry or dead letter.
+    pub async fn process(&self, publisher: &Republisher, delivery: Delivery) {
+        let started = Instant::now();
+        let envelope = match Envelope::from_json(&delivery.data) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                let error = HandlerError::from(error);
+                return self
+                    .fail(publisher, &delivery, None, &error, &["received"])
+                    .await;
+            }
+        };
+        let span = tracing::info_span!(
+            "handle",
+            domain = %self.domain,
+            topic = %envelope.topic,
+            event_id = %envelope.event_id,
+            key = %envelope.idempotency_key,
+            trace_id = tracing::field::Empty,
+        );
+        if let Some(trace) = hookline_core::trace::TraceParent::parse(&envelope.traceparent) {
+            span.record("trace_id", trace.trace_id_hex());
+        }
+        async {
+            let mut steps = vec!["received"];
+            match self.claims.claim(&envelope).await {
+                Claim::Done => {
+                    self.count("duplicate");
+                    self.ack(&delivery).await;
+                    return;
+                }
+                Claim::Busy { retry_in } => {
+                    return self.fail(publisher, &delivery, Some(&envelope), &HandlerError::KeyBusy { retry_in }, &steps).await;
+                }
+                Claim::Claimed => steps.push("claimed"),
+                Claim::Unavailable => steps.push("claim_skipped_redis_unavailable"),
+            }
+            let result = match tokio::time::timeout(self.handler_timeout, self.handler.handle(&envelope)).await {
+                Ok(result) => result,
+                Err(_) => Err(HandlerError::Timeout(self.handler_timeout)),
+            };
+            metrics::histogram!("hookline_worker_handler_seconds", "domain" => self.domain.name()).record(started.elapsed().as_secs_f64());
+            match result {
+                Ok(outcome) => {
+                    self.claims.mark_done(&envelope).await;
+                    self.ack(&delivery).await;
+                    match &outcome {
+                        Outcome::Applied { steps } => {
+                            let lag = (Utc::now() - envelope.received_at).to_std().unwrap_or_default();
+                            metrics::histogram!("hookline_worker_lag_seconds", "domain" => self.domain.name()).record(lag.as_secs_f64());
+                            tracing::info!(steps = ?steps, lag_ms = lag.as_millis() as u64, "applied");
+                            self.count("applied");
+                        }
+                        Outcome::Duplicate => {
+                            tracing::info!("duplicate: applied before, nothing changed");
+                            self.count("duplicate");
+                        }
+                        Outcome::Skipped { reason } => {
+                            tracing::info!(reason, "skipped");
+                            self.count("skipped");
+                        }
+                    }
+                }
+                Err(error) => {
+                    self.claims.release(&envelope).await;
+                    steps.push("handler_failed");
+                    self.fail(publisher, &delivery, Some(&envelope), &error, &steps).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn count(&self, outcome: &'static str) {
+        metrics::counter!("hookline_worker_messages_total", "domain" => self.domain.name(), "outcome" => outcome).increment(1);
+    }
+
+    async fn ack(&self, delivery: &Delivery) {
+        if let Err(error) = delivery.ack(BasicAckOptions::default()).await {
+            // The channel is gone: the broker redelivers, and idempotency makes that harmless.
+            tracing::warn!(%error, "ack failed; the message will be redelivered");
+        }
+    }
+
+    /// Retry through a wait queue, or dead-letter, depending on the error and the attempts made.
+    async fn fail(
+        &self,
+        publisher: &Republisher,
+        delivery: &Delivery,
+        envelope: Option<&Envelope>,
+        error: &HandlerError,
+        steps: &[&str],
+    ) {
+        let state = FailureState::read(&delivery.properties);
+        let routing_key = state
+            .routing_key
+            .clone()
+            .or_else(|| envelope.map(Envelope::routing_key))
+            .unwrap_or_else(|| delivery.routing_key.to_string());
+        let mut note = FailureNote {
+            domain: self.domain,
+            attempts: state.attempts,
+            busy_retries: state.busy_retries,
+            reason: "",
+            error: error_chain(error),
+            steps,
+            routing_key,
+            first_failure: state.first_failure.clone(),
+        };
+        let (exchange, target, reason) = match error.disposition() {
+            Disposition::Retry {
+                reason,
+                retry_after,
+                counts_as_attempt,
+            } => {
+                let delay = if counts_as_attempt {
+                    note.attempts += 1;
+                    self.retry
+                        .next_delay_with_retry_after(note.attempts, retry_after)
+                } else {
+                    note.busy_retries += 1;
+                    Some(
+                        retry_after
+                            .unwrap_or(Duration::from_secs(1))
+                            .clamp(Duration::from_millis(250), self.retry.max_delay),
+                    )
+                };
+                match delay {
+                    Some(delay) => {
+                        let tier = topology::pick_wait_tier(delay, fastrand::f64());
+                        note.reason = reason;
+                        tracing::info!(reason, error = %note.error, attempts = note.attempts, delay_ms = tier, "retrying later");
+                        metrics::counter!("hookline_worker_retries_total", "domain" => self.domain.name(), "reason" => reason).increment(1);
+                        ("", topology::wait_queue(self.domain, tier), reason)
+                    }
+                    None => {
+                        note.reason = "retries_exhausted";
+                        (
+                            DEAD_LETTER_EXCHANGE,
+                            self.domain.name().to_owned(),
+                            "retries_exhausted",
+                        )
+                    }
+                }
+            }
+            Disposition::DeadLetter { reason } => {
+                note.reason = reason;
+                (DEAD_LETTER_EXCHANGE, self.domain.name().to_owned(), reason)
+            }
+        };
+        if exchange == DEAD_LETTER_EXCHANGE {
+            tracing::warn!(reason, error = %note.error, attempts = note.attempts, "dead-lettered");
+            metrics::counter!("hookline_worker_dead_letters_total", "domain" => self.domain.name(), "reason" => reason).increment(1);
+        }
+        let properties = annotate(&delivery.properties, &note);
+        match publisher
+            .publish(exchange, &target, &delivery.data, properties)
+            .await
+        {
+            Ok(()) => self.ack(delivery).await,
+            Err(republish) => {
+                // Not handed over: keep the message where it is. Pause first so a broker that
+                // refuses wait-queue publishes is not hammered by an instant redelivery loop.
+                tracing::error!(error = %republish, reason, "could not hand the message to the broker; returning it to its queue");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let _ = delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }
+    }
+}

@@ -1,0 +1,236 @@
+//! Typed handler errors and what each means for the message: retry later or dead-letter.
+//!
+//! The classifier matches on error kinds, never on message text, so a reworded error cannot
+//! change what happens to a message.
+
+use std::time::Duration;
+
+use hookline_core::breaker::BreakerOpen;
+
+/// Why handling an envelope failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// The message body is not an envelope this build reads.
+    #[error("invalid envelope: {0}")]
+    Envelope(#[from] hookline_core::EnvelopeError),
+    /// The payload does not match the topic's strict schema.
+    #[error(
+        "payload of {topic} (api_version {api_version}) does not match its schema at `{path}`: {message}"
+    )]
+    Schema {
+        /// The topic.
+        topic: String,
+        /// Field path, e.g. `line_items[0].price`.
+        path: String,
+        /// `X-Shopify-API-Version` the payload was sent with.
+        api_version: String,
+        /// What serde said.
+        message: String,
+    },
+    /// The topic reached a domain that has no handler for it.
+    #[error("topic {0} is not handled by this domain")]
+    UnknownTopic(String),
+    /// The idempotency key is held by another delivery.
+    #[error("idempotency key is being processed by another delivery")]
+    KeyBusy {
+        /// How long the other claim still lives, if known.
+        retry_in: Option<Duration>,
+    },
+    /// A database error.
+    #[error("database error")]
+    Database(#[from] tokio_postgres::Error),
+    /// No database connection could be had from the pool.
+    #[error("no database connection available")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// A downstream answered with an error status.
+    #[error("{downstream} answered {status}: {body}")]
+    Downstream {
+        /// Which downstream.
+        downstream: &'static str,
+        /// HTTP status.
+        status: u16,
+        /// Start of the response body, for the dead letter.
+        body: String,
+        /// Its `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// A downstream could not be reached or did not answer in time.
+    #[error("{downstream} unreachable")]
+    Transport {
+        /// Which downstream.
+        downstream: &'static str,
+        /// The transport error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The downstream's circuit breaker refused the call.
+    #[error(transparent)]
+    BreakerOpen(#[from] BreakerOpen),
+    /// The handler took longer than allowed.
+    #[error("handler timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// What to do with a message whose handling failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Try again later, through a wait queue.
+    Retry {
+        /// Short reason, for metrics and headers.
+        reason: &'static str,
+        /// The downstream's or the claim's own idea of when.
+        retry_after: Option<Duration>,
+        /// Whether this failure uses up one of the policy's attempts. Waiting for another
+        /// delivery's claim does not: nothing was tried.
+        counts_as_attempt: bool,
+    },
+    /// Never going to work: dead-letter with this reason.
+    DeadLetter {
+        /// `x-hookline-reason`.
+        reason: &'static str,
+    },
+}
+
+impl HandlerError {
+    /// Retryable: HTTP 408/429/5xx, timeouts, connection errors, database connection and
+    /// serialisation errors, a busy key, an open breaker. Permanent: other HTTP 4xx, schema and
+    /// envelope errors, unknown topics, database errors that say the data or statement is wrong.
+    pub fn disposition(&self) -> Disposition {
+        use Disposition::{DeadLetter, Retry};
+        let retry = |reason, retry_after| Retry {
+            reason,
+            retry_after,
+            counts_as_attempt: true,
+        };
+        match self {
+            HandlerError::Envelope(hookline_core::EnvelopeError::UnsupportedVersion(_)) => {
+                DeadLetter {
+                    reason: "unsupported_schema_version",
+                }
+            }
+            HandlerError::Envelope(_) => DeadLetter {
+                reason: "invalid_envelope",
+            },
+            HandlerError::Schema { .. } => DeadLetter {
+                reason: "schema_mismatch",
+            },
+            HandlerError::UnknownTopic(_) => DeadLetter {
+                reason: "unknown_topic",
+            },
+            HandlerError::KeyBusy { retry_in } => Retry {
+                reason: "key_busy",
+                retry_after: *retry_in,
+                counts_as_attempt: false,
+            },
+            HandlerError::Database(e) if database_error_is_transient(e) => {
+                retry("database_unavailable", None)
+            }
+            HandlerError::Database(_) => DeadLetter {
+                reason: "database_rejected",
+            },
+            HandlerError::Pool(_) => retry("database_unavailable", None),
+            HandlerError::Downstream {
+                status,
+                retry_after,
+                ..
+            } if *status == 408 || *status == 429 || *status >= 500 => {
+                retry("downstream_unavailable", *retry_after)
+            }
+            HandlerError::Downstream { .. } => DeadLetter {
+                reason: "downstream_rejected",
+            },
+            HandlerError::Transport { .. } => retry("downstream_unreachable", None),
+            HandlerError::BreakerOpen(open) => retry("breaker_open", Some(open.retry_in)),
+            HandlerError::Timeout(_) => retry("timeout", None),
+        }
+    }
+}
+
+/// Connection-level failures (no SQLSTATE: the socket broke), and the SQLSTATE classes that mean
+/// "try again": serialisation failure and deadlock (40xxx), lock not available (55P03),
+/// connection exceptions (08xxx), operator intervention such as a restart (57xxx), insufficient
+/// resources (53xxx).
+pub fn database_error_is_transient(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        None => true,
+        Some(state) => {
+            let code = state.code();
+            code.starts_with("40")
+                || code.starts_with("08")
+                || code.starts_with("57")
+                || code.starts_with("53")
+                || code == "55P03"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn downstream(status: u16) -> HandlerError {
+        HandlerError::Downstream {
+            downstream: "erp",
+            status,
+            body: String::new(),
+            retry_after: Some(Duration::from_secs(7)),
+        }
+    }
+
+    #[test]
+    fn http_statuses_are_classified() {
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(downstream(status).disposition(), Disposition::Retry { .. }),
+                "{status}"
+            );
+        }
+        for status in [400, 401, 403, 404, 409, 422] {
+            assert_eq!(
+                downstream(status).disposition(),
+                Disposition::DeadLetter {
+                    reason: "downstream_rejected"
+                },
+                "{status}"
+            );
+        }
+        assert_eq!(
+            downstream(429).disposition(),
+            Disposition::Retry {
+                reason: "downstream_unavailable",
+                retry_after: Some(Duration::from_secs(7)),
+                counts_as_attempt: true
+            }
+        );
+    }
+
+    #[test]
+    fn schema_and_envelope_errors_are_permanent_and_a_busy_key_costs_no_attempt() {
+        let schema = HandlerError::Schema {
+            topic: "t".into(),
+            path: "p".into(),
+            api_version: "v".into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            schema.disposition(),
+            Disposition::DeadLetter {
+                reason: "schema_mismatch"
+            }
+        );
+        let version = HandlerError::Envelope(hookline_core::EnvelopeError::UnsupportedVersion(9));
+        assert_eq!(
+            version.disposition(),
+            Disposition::DeadLetter {
+                reason: "unsupported_schema_version"
+            }
+        );
+        assert!(matches!(
+            HandlerError::KeyBusy { retry_in: None }.disposition(),
+            Disposition::Retry {
+                counts_as_attempt: false,
+                ..
+            }
+        ));
+    }
+}

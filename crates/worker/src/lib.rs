@@ -1,0 +1,30 @@
+//! The hookline worker: envelopes in, effects applied exactly once.
+//!
+//! # Layout
+//!
+//! Following one delivery:
+//!
+//! - [`consume`]: one [`consume::Bulkhead`] per domain (own channel, prefetch, concurrency limit,
+//!   handler with its own pools) pulls deliveries and decides ack / retry / dead letter;
+//! - [`idempotency`]: claims the envelope's key in Redis (fast path) and records it in PostgreSQL
+//!   inside the effect's transaction (the truth);
+//! - [`domains`]: the effects ([`domains::inventory`]: stock + outbox in one transaction);
+//! - [`schema`]: strict payload structs with field paths in errors, and drift counters;
+//! - [`error`]: typed errors and their classification (retryable or permanent);
+//! - [`failure`]: the failure headers a retry or dead letter carries;
+//! - [`outbox`] + [`erp`]: the relay that sends committed outbox rows to the ERP.
+//!
+//! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
+
+pub mod consume;
+pub mod domains;
+pub mod erp;
+pub mod error;
+pub mod failure;
+pub mod http;
+pub mod idempotency;
+pub mod migrate;
+pub mod outbox;
+pub mod schema;
+pub mod settings;
+pub mod startup;

@@ -1,0 +1,288 @@
+//! Worker settings from environment variables, with localhost defaults.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hookline_core::Domain;
+use hookline_core::breaker::BreakerConfig;
+use hookline_core::config::{ConfigError, Env, Secret};
+use hookline_core::retry::RetryPolicy;
+use hookline_core::topology::{DEFAULT_QUEUE_MAX_LENGTH, TopologySettings};
+pub use hookline_telemetry::LogFormat;
+
+/// The sizes of one domain's bulkhead. Each domain has its own, so a slow downstream can only
+/// exhaust its own permits, connections and prefetched messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkheadSettings {
+    /// `HOOKLINE_<DOMAIN>_CONCURRENCY`: deliveries handled at once.
+    pub concurrency: usize,
+    /// `HOOKLINE_<DOMAIN>_PREFETCH`: unacknowledged deliveries the broker may push ahead.
+    pub prefetch: u16,
+    /// `HOOKLINE_<DOMAIN>_DB_POOL`: PostgreSQL connections of this domain.
+    pub db_pool: usize,
+}
+
+/// The outbox relay's settings.
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    /// `HOOKLINE_OUTBOX_POLL_MS` (500): how often due rows are looked for without a notification.
+    pub poll_interval: Duration,
+    /// `HOOKLINE_OUTBOX_BATCH` (50): rows claimed per round.
+    pub batch_size: i64,
+    /// `HOOKLINE_OUTBOX_MAX_ATTEMPTS` (10): sends before a row is marked `failed`.
+    pub max_attempts: u32,
+    /// `HOOKLINE_OUTBOX_LEASE_SECS` (30): how long a claimed row is reserved for one relay; a
+    /// relay that dies mid-send loses its claim after this.
+    pub lease: Duration,
+    /// `HOOKLINE_ERP_TIMEOUT_MS` (5000): per request to the ERP.
+    pub request_timeout: Duration,
+}
+
+/// Everything the worker can be told.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `HOOKLINE_AMQP_URL`.
+    pub amqp_url: Secret,
+    /// `HOOKLINE_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+    pub database_url: Secret,
+    /// `HOOKLINE_REDIS_URL`, default `redis://127.0.0.1:6379`.
+    pub redis_url: Secret,
+    /// `HOOKLINE_REDIS_PREFIX` (`hookline`): namespace of our Redis keys, so deployments (and
+    /// tests) can share one Redis.
+    pub redis_prefix: String,
+    /// `HOOKLINE_ERP_URL`, default `http://127.0.0.1:8090/erp/stock-levels`: where the outbox
+    /// relay POSTs stock changes.
+    pub erp_url: String,
+    /// `HOOKLINE_WORKER_HTTP_ADDR`, default `127.0.0.1:8081`: `/healthz`, `/readyz`, `/metrics`.
+    pub http_addr: String,
+    /// `HOOKLINE_WORKER_DOMAINS` (`inventory`): which bulkheads this process runs. Domains
+    /// can be split across deployments and scaled apart.
+    pub domains: Vec<Domain>,
+    /// Per-domain sizes.
+    pub bulkheads: BTreeMap<Domain, BulkheadSettings>,
+    /// `HOOKLINE_QUEUE_MAX_LENGTH`: must match the ingestor (see the topology docs).
+    pub topology: TopologySettings,
+    /// `HOOKLINE_RETRY_MAX_ATTEMPTS` (5), `HOOKLINE_RETRY_INITIAL_MS` (1000),
+    /// `HOOKLINE_RETRY_MAX_DELAY_MS` (30000): broker-held retries of retryable failures.
+    pub retry: RetryPolicy,
+    /// `HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS` (60): a `processing` claim in Redis expires after
+    /// this, so a crashed worker cannot block a key forever. Handlers time out at half of it.
+    pub claim_ttl: Duration,
+    /// `HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS` (7 days): how long Redis remembers a finished key.
+    pub done_ttl: Duration,
+    /// The outbox relay.
+    pub outbox: OutboxSettings,
+    /// `HOOKLINE_OUTBOX_RELAY` (`true`): run the relay in this process.
+    pub run_outbox_relay: bool,
+    /// Circuit breaker of each downstream (defaults of the core breaker).
+    pub breaker: BreakerConfig,
+    /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS` (25): on SIGTERM, how long in-flight work may take.
+    pub shutdown_timeout: Duration,
+    /// `HOOKLINE_LOG_FORMAT`: `text` or `json`.
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `get` (tests pass their own).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::from_fn(get);
+        let domains = env
+            .string("HOOKLINE_WORKER_DOMAINS", "inventory")
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                Domain::parse(d).ok_or_else(|| ConfigError::Invalid {
+                    name: "HOOKLINE_WORKER_DOMAINS",
+                    value: d.to_owned(),
+                    reason: "expected a comma-separated list of inventory, orders",
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut bulkheads = BTreeMap::new();
+        for domain in Domain::ALL {
+            let [concurrency, prefetch, db_pool] = bulkhead_variables(domain);
+            bulkheads.insert(
+                domain,
+                BulkheadSettings {
+                    concurrency: env
+                        .parse::<usize>(concurrency, 16, "expected a number ≥ 1")?
+                        .max(1),
+                    prefetch: env
+                        .parse(prefetch, 32, "expected a number from 1 to 65535")?
+                        .max(1),
+                    db_pool: env
+                        .parse::<usize>(db_pool, 8, "expected a number ≥ 1")?
+                        .max(1),
+                },
+            );
+        }
+        let log_format = env.string("HOOKLINE_LOG_FORMAT", "text");
+        let log_format = LogFormat::parse(&log_format).ok_or(ConfigError::Invalid {
+            name: "HOOKLINE_LOG_FORMAT",
+            value: log_format,
+            reason: "expected json or text",
+        })?;
+        let retry = RetryPolicy {
+            initial: Duration::from_millis(env.parse(
+                "HOOKLINE_RETRY_INITIAL_MS",
+                1000,
+                "expected milliseconds",
+            )?),
+            max_delay: Duration::from_millis(env.parse(
+                "HOOKLINE_RETRY_MAX_DELAY_MS",
+                30_000,
+                "expected milliseconds",
+            )?),
+            max_attempts: env.parse("HOOKLINE_RETRY_MAX_ATTEMPTS", 5, "expected a number ≥ 1")?,
+            ..RetryPolicy::default()
+        };
+        retry.validate().map_err(|e| ConfigError::Invalid {
+            name: "HOOKLINE_RETRY_*",
+            value: e.to_string(),
+            reason: "the retry policy is inconsistent",
+        })?;
+        Ok(Self {
+            amqp_url: Secret::new(
+                env.string("HOOKLINE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ),
+            database_url: Secret::new(env.string(
+                "HOOKLINE_DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/test",
+            )),
+            redis_url: Secret::new(env.string("HOOKLINE_REDIS_URL", "redis://127.0.0.1:6379")),
+            redis_prefix: env.string("HOOKLINE_REDIS_PREFIX", "hookline"),
+            erp_url: env.string("HOOKLINE_ERP_URL", "http://127.0.0.1:8090/erp/stock-levels"),
+            http_addr: env.string("HOOKLINE_WORKER_HTTP_ADDR", "127.0.0.1:8081"),
+            domains,
+            bulkheads,
+            topology: TopologySettings {
+                queue_max_length: env.parse(
+                    "HOOKLINE_QUEUE_MAX_LENGTH",
+                    DEFAULT_QUEUE_MAX_LENGTH,
+                    "expected a message count",
+                )?,
+            },
+            retry,
+            claim_ttl: Duration::from_secs(
+                env.parse(
+                    "HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS",
+                    60,
+                    "expected seconds",
+                )?
+                .max(2),
+            ),
+            done_ttl: Duration::from_secs(env.parse(
+                "HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS",
+                7 * 24 * 3600,
+                "expected seconds",
+            )?),
+            outbox: OutboxSettings {
+                poll_interval: Duration::from_millis(env.parse(
+                    "HOOKLINE_OUTBOX_POLL_MS",
+                    500,
+                    "expected milliseconds",
+                )?),
+                batch_size: env.parse("HOOKLINE_OUTBOX_BATCH", 50, "expected a number of rows")?,
+                max_attempts: env.parse(
+                    "HOOKLINE_OUTBOX_MAX_ATTEMPTS",
+                    10,
+                    "expected a number ≥ 1",
+                )?,
+                lease: Duration::from_secs(env.parse(
+                    "HOOKLINE_OUTBOX_LEASE_SECS",
+                    30,
+                    "expected seconds",
+                )?),
+                request_timeout: Duration::from_millis(env.parse(
+                    "HOOKLINE_ERP_TIMEOUT_MS",
+                    5000,
+                    "expected milliseconds",
+                )?),
+            },
+            run_outbox_relay: env.parse("HOOKLINE_OUTBOX_RELAY", true, "expected true or false")?,
+            breaker: BreakerConfig {
+                open_for: Duration::from_millis(env.parse(
+                    "HOOKLINE_BREAKER_OPEN_MS",
+                    60_000,
+                    "expected milliseconds",
+                )?),
+                ..BreakerConfig::default()
+            },
+            shutdown_timeout: Duration::from_secs(env.parse(
+                "HOOKLINE_SHUTDOWN_TIMEOUT_SECS",
+                25,
+                "expected seconds",
+            )?),
+            log_format,
+        })
+    }
+
+    /// The bulkhead sizes of `domain`.
+    pub fn bulkhead(&self, domain: Domain) -> BulkheadSettings {
+        self.bulkheads[&domain]
+    }
+}
+
+/// `HOOKLINE_<DOMAIN>_CONCURRENCY`, `_PREFETCH`, `_DB_POOL`.
+fn bulkhead_variables(domain: Domain) -> [&'static str; 3] {
+    match domain {
+        Domain::Inventory => [
+            "HOOKLINE_INVENTORY_CONCURRENCY",
+            "HOOKLINE_INVENTORY_PREFETCH",
+            "HOOKLINE_INVENTORY_DB_POOL",
+        ],
+        Domain::Orders => [
+            "HOOKLINE_ORDERS_CONCURRENCY",
+            "HOOKLINE_ORDERS_PREFETCH",
+            "HOOKLINE_ORDERS_DB_POOL",
+        ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_localhost_and_per_domain_sizes_are_read() {
+        let s = settings(&[
+            ("HOOKLINE_ORDERS_CONCURRENCY", "3"),
+            ("HOOKLINE_WORKER_DOMAINS", "inventory,orders"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.database_url.expose(),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(s.redis_url.expose(), "redis://127.0.0.1:6379");
+        assert_eq!(s.http_addr, "127.0.0.1:8081");
+        assert_eq!(s.domains, vec![Domain::Inventory, Domain::Orders]);
+        assert_eq!(s.bulkhead(Domain::Orders).concurrency, 3);
+        assert_eq!(s.bulkhead(Domain::Inventory).concurrency, 16);
+        assert_eq!(s.retry.max_attempts, 5);
+        assert_eq!(s.done_ttl, Duration::from_secs(604_800));
+    }
+
+    #[test]
+    fn unknown_domains_are_refused_by_name() {
+        let err = settings(&[("HOOKLINE_WORKER_DOMAINS", "billing")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOOKLINE_WORKER_DOMAINS"), "{err}");
+    }
+}

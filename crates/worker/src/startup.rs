@@ -1,0 +1,254 @@
+//! Wiring: settings → pools, Redis claims, handlers, bulkheads, outbox relay, HTTP endpoints.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use hookline_core::Domain;
+use hookline_core::breaker::{CircuitBreaker, SystemClock};
+use hookline_core::retry::RetryPolicy;
+use hookline_core::topology;
+use lapin::{Connection, ConnectionProperties};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::consume::Bulkhead;
+use crate::domains::DomainHandler;
+use crate::domains::inventory::InventoryHandler;
+use crate::erp::ErpClient;
+use crate::http::{self, Health};
+use crate::idempotency::Claims;
+use crate::outbox::Relay;
+use crate::settings::Settings;
+
+/// Builds a PostgreSQL pool of `size` connections.
+pub fn pool(database_url: &str, size: usize) -> anyhow::Result<Pool> {
+    let config =
+        tokio_postgres::Config::from_str(database_url).context("invalid HOOKLINE_DATABASE_URL")?;
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(5)))
+        .build()
+        .context("cannot build the PostgreSQL pool")
+}
+
+/// Applies pending migrations.
+pub async fn migrate(database_url: &str) -> anyhow::Result<Vec<i32>> {
+    let (mut client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to PostgreSQL (HOOKLINE_DATABASE_URL)")?;
+    let driver = tokio::spawn(connection);
+    let applied = crate::migrate::run(&mut client)
+        .await
+        .context("migration failed");
+    drop(client);
+    let _ = driver.await;
+    applied
+}
+
+/// A built worker: migrations applied, pools and handlers ready, HTTP endpoint bound.
+pub struct Worker {
+    settings: Settings,
+    handlers: BTreeMap<Domain, Arc<dyn DomainHandler>>,
+    claims: Claims,
+    relay: Option<Relay>,
+    listener: TcpListener,
+    health: Arc<Health>,
+}
+
+impl Worker {
+    /// Applies migrations, builds one pool and handler per enabled domain, the Redis claims and
+    /// the outbox relay, and binds the HTTP endpoint (port 0 picks a free one).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        migrate(settings.database_url.expose()).await?;
+        let mut handlers: BTreeMap<Domain, Arc<dyn DomainHandler>> = BTreeMap::new();
+        for &domain in &settings.domains {
+            match domain {
+                Domain::Inventory => {
+                    let pool = pool(
+                        settings.database_url.expose(),
+                        settings.bulkhead(domain).db_pool,
+                    )?;
+                    handlers.insert(domain, Arc::new(InventoryHandler::new(pool)));
+                }
+                Domain::Orders => {} // supplied with `with_handler`; checked in `run`
+            }
+        }
+        let claims = Claims::new(
+            settings.redis_url.expose(),
+            &settings.redis_prefix,
+            settings.claim_ttl,
+            settings.done_ttl,
+        )
+        .context("invalid HOOKLINE_REDIS_URL")?;
+        let relay = if settings.run_outbox_relay {
+            let breaker =
+                CircuitBreaker::new("erp", settings.breaker.clone(), Arc::new(SystemClock));
+            let erp = ErpClient::new(&settings.erp_url, settings.outbox.request_timeout, breaker)
+                .context("cannot build the ERP client")?;
+            Some(Relay::new(
+                pool(settings.database_url.expose(), 2)?,
+                erp,
+                settings.outbox.clone(),
+            ))
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(&settings.http_addr).with_context(|| {
+            format!(
+                "cannot bind HOOKLINE_WORKER_HTTP_ADDR={}",
+                settings.http_addr
+            )
+        })?;
+        let health = Health::new(hookline_telemetry::metrics_handle());
+        Ok(Self {
+            settings,
+            handlers,
+            claims,
+            relay,
+            listener,
+            health,
+        })
+    }
+
+    /// Uses `handler` for `domain` (the orders domain, or a test's own handler).
+    pub fn with_handler(mut self, domain: Domain, handler: Arc<dyn DomainHandler>) -> Self {
+        if !self.settings.domains.contains(&domain) {
+            self.settings.domains.push(domain);
+        }
+        self.handlers.insert(domain, handler);
+        self
+    }
+
+    /// The HTTP endpoint's port.
+    pub fn http_port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    /// Runs until `shutdown` is cancelled: consumers (reconnecting when the broker connection
+    /// drops), the outbox relay and the HTTP endpoint. On shutdown, in-flight deliveries finish
+    /// before the connection closes.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        for domain in &self.settings.domains {
+            if !self.handlers.contains_key(domain) {
+                bail!("HOOKLINE_WORKER_DOMAINS names {domain}, which has no handler in this build");
+            }
+        }
+        let server = http::server(self.listener, self.health.clone())?;
+        let server_handle = server.handle();
+        let http_task = tokio::spawn(server);
+        let relay_task = self.relay.map(|relay| {
+            tokio::spawn(relay.run(
+                self.settings.database_url.expose().to_owned(),
+                shutdown.clone(),
+            ))
+        });
+
+        let bulkheads: Vec<Bulkhead> = self
+            .settings
+            .domains
+            .iter()
+            .map(|&domain| Bulkhead {
+                domain,
+                handler: self.handlers[&domain].clone(),
+                sizes: self.settings.bulkhead(domain),
+                claims: self.claims.clone(),
+                retry: self.settings.retry.clone(),
+                handler_timeout: self.settings.claim_ttl / 2,
+                drain_timeout: self.settings.shutdown_timeout,
+            })
+            .collect();
+        consume_until(&self.settings, bulkheads, &self.health, &shutdown).await;
+
+        if let Some(task) = relay_task {
+            let _ = task.await;
+        }
+        server_handle.stop(true).await;
+        let _ = http_task.await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+/// Connects, declares the topology and runs every bulkhead; when the connection fails, waits
+/// (capped backoff) and does it all again, until shutdown.
+async fn consume_until(
+    settings: &Settings,
+    bulkheads: Vec<Bulkhead>,
+    health: &Health,
+    shutdown: &CancellationToken,
+) {
+    let backoff = RetryPolicy {
+        initial: Duration::from_millis(200),
+        max_delay: Duration::from_secs(5),
+        ..RetryPolicy::default()
+    };
+    let mut failures: u32 = 0;
+    while !shutdown.is_cancelled() {
+        match connect(settings).await {
+            Ok(connection) => {
+                failures = 0;
+                let connection = Arc::new(connection);
+                let stop = shutdown.child_token();
+                let mut tasks = JoinSet::new();
+                for bulkhead in bulkheads.clone() {
+                    let (connection, stop) = (connection.clone(), stop.clone());
+                    tasks.spawn(async move {
+                        let domain = bulkhead.domain;
+                        (domain, bulkhead.run(&connection, stop).await)
+                    });
+                }
+                health.set_consuming(true);
+                // The first bulkhead to end (error, or shutdown) stops the others: they share the
+                // connection, and on reconnect all start again together.
+                if let Some(Ok((domain, Err(error)))) = tasks.join_next().await {
+                    tracing::warn!(%domain, error = %error, "consumer stopped; reconnecting");
+                }
+                stop.cancel();
+                while tasks.join_next().await.is_some() {}
+                health.set_consuming(false);
+                let _ = connection.close(200, "worker stopping".into()).await;
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %crate::failure::error_chain(error.as_ref()), failures, "cannot connect to the broker");
+            }
+        }
+        let delay = backoff.delay_with_jitter(failures.clamp(1, 16), fastrand::f64());
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+async fn connect(
+    settings: &Settings,
+) -> Result<Connection, Box<dyn std::error::Error + Send + Sync>> {
+    let name = format!("hookline-worker@{}", std::process::id());
+    let connection = tokio::time::timeout(
+        Duration::from_secs(5),
+        Connection::connect(
+            settings.amqp_url.expose(),
+            ConnectionProperties::default().with_connection_name(name.into()),
+        ),
+    )
+    .await??;
+    let channel = connection.create_channel().await?;
+    topology::declare(&channel, &settings.topology).await?;
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(connection)
+}
