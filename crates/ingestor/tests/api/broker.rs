@@ -62,7 +62,7 @@ async fn a_broker_outage_answers_503_and_recovers_without_a_restart() {
     let app = spawn_app().await;
     assert_eq!(app.post(&order(1)).await.status(), 200);
 
-    app.vhost.outage();
+    app.vhost.outage("hookline-ingestor");
     let deadline = Instant::now() + Duration::from_secs(10);
     while app.get("/readyz").await.status() != 503 {
         assert!(

@@ -1,146 +1,15 @@
 //! `spawn_app`: boots the real ingestor on a random port against a fresh vhost.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use hookline_core::envelope::header;
 use hookline_core::signature::sign;
 use hookline_ingestor::settings::Settings;
 use hookline_ingestor::startup::Application;
-use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
 
-pub const SECRET: &str = "hookline_test_secret_5f2c";
-pub const MANAGEMENT: &str = "127.0.0.1:15672";
-pub const AMQP_HOST: &str = "amqp://guest:guest@127.0.0.1:5672";
-
-/// A minimal HTTP/1.0 call to the RabbitMQ management API. Blocking on purpose, so a vhost can
-/// also be deleted from `Drop`. HTTP/1.0 keeps the answer unchunked.
-pub fn management(method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-    let mut stream = TcpStream::connect(MANAGEMENT).unwrap_or_else(|e| {
-        panic!("RabbitMQ management API not reachable on {MANAGEMENT} ({e}); enable it with `rabbitmq-plugins enable rabbitmq_management` (`make services` does)")
-    });
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let body = body.unwrap_or("");
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: {MANAGEMENT}\r\nAuthorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A vhost of our own, deleted (with everything in it) when dropped.
-pub struct TestVhost {
-    pub name: String,
-}
-
-impl TestVhost {
-    pub fn create() -> Self {
-        let name = format!("hookline-test-{}", uuid::Uuid::new_v4().simple());
-        let (status, body) = management("PUT", &format!("/api/vhosts/{name}"), Some("{}"));
-        assert!(
-            status == 201 || status == 204,
-            "creating vhost {name}: {status} {body}"
-        );
-        let vhost = Self { name };
-        vhost.grant();
-        vhost
-    }
-
-    pub fn amqp_url(&self) -> String {
-        format!("{AMQP_HOST}/{}", self.name)
-    }
-
-    pub fn grant(&self) {
-        let (status, body) = management(
-            "PUT",
-            &format!("/api/permissions/{}/guest", self.name),
-            Some(r#"{"configure":".*","write":".*","read":".*"}"#),
-        );
-        assert!(
-            status == 201 || status == 204,
-            "granting permissions: {status} {body}"
-        );
-    }
-
-    /// Takes the broker away from this vhost's clients: no permission to reconnect, and every
-    /// open connection closed. Other tests' vhosts are untouched.
-    pub fn outage(&self) {
-        let (status, body) = management(
-            "DELETE",
-            &format!("/api/permissions/{}/guest", self.name),
-            None,
-        );
-        assert!(status == 204, "revoking permissions: {status} {body}");
-        self.close_connections();
-    }
-
-    /// Closes every connection to this vhost. The management API learns of new connections
-    /// through its statistics (every few seconds), so wait until the ingestor's shows up.
-    pub fn close_connections(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        let connections = loop {
-            let (status, body) = management(
-                "GET",
-                &format!("/api/vhosts/{}/connections", self.name),
-                None,
-            );
-            assert_eq!(status, 200, "{body}");
-            let connections: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-            let ingestor_listed = connections.iter().any(|c| {
-                c["user_provided_name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("hookline-ingestor"))
-            });
-            if ingestor_listed {
-                break connections;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the ingestor's connection never showed up in {body}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        };
-        for c in connections {
-            let name = c["name"].as_str().unwrap();
-            management(
-                "DELETE",
-                &format!("/api/connections/{}", percent_encode(name)),
-                None,
-            );
-        }
-    }
-}
-
-impl Drop for TestVhost {
-    fn drop(&mut self) {
-        let _ = management("DELETE", &format!("/api/vhosts/{}", self.name), None);
-    }
-}
+pub use hookline_testkit::SECRET;
+use hookline_testkit::TestVhost;
 
 pub struct TestApp {
     pub address: String,
@@ -213,7 +82,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let app = TestApp {
         address,
         vhost,
-        client: reqwest::Client::new(),
+        // Idle connections are dropped before actix closes them (its keep-alive is 5 s), so a
+        // request never lands on a socket the server is closing.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
         amqp,
         server,
     };
@@ -331,16 +205,7 @@ impl TestApp {
 
     /// Takes every message from `queue` (acking it), oldest first.
     pub async fn drain(&self, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
-        let channel = self.amqp.create_channel().await.unwrap();
-        let mut messages = vec![];
-        while let Some(m) = channel
-            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
-            .await
-            .unwrap()
-        {
-            messages.push(m);
-        }
-        messages
+        hookline_testkit::drain(&self.amqp, queue).await
     }
 
     pub async fn stop(&self) {

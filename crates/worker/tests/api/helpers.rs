@@ -1,0 +1,328 @@
+//! A world of one's own (vhost, database, Redis prefix, ERP) and workers running in it.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use hookline_core::Domain;
+use hookline_core::topology::{self, TopologySettings};
+use hookline_testkit::{TestDatabase, TestRedis, TestVhost};
+use hookline_worker::domains::DomainHandler;
+use hookline_worker::settings::Settings;
+use hookline_worker::startup::Worker;
+use lapin::Connection;
+use tokio_util::sync::CancellationToken;
+
+pub const SHOP: &str = "example.myshopify.com";
+
+/// What the fake ERP answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErpMode {
+    Status(u16),
+    /// Never answers (until the client gives up).
+    Hang,
+}
+
+/// One request the ERP received.
+#[derive(Debug, Clone)]
+pub struct ErpRequest {
+    pub idempotency_key: String,
+    pub traceparent: Option<String>,
+    pub body: serde_json::Value,
+    pub answered: u16,
+}
+
+#[derive(Clone)]
+pub struct TestErp {
+    pub url: String,
+    /// Requests that arrived, answered or not (a hanging one is counted here at once).
+    pub arrived: Arc<std::sync::atomic::AtomicUsize>,
+    pub mode: Arc<Mutex<ErpMode>>,
+    pub received: Arc<Mutex<Vec<ErpRequest>>>,
+}
+
+impl TestErp {
+    pub fn start() -> Self {
+        let mode = Arc::new(Mutex::new(ErpMode::Status(200)));
+        let received: Arc<Mutex<Vec<ErpRequest>>> = Arc::default();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/erp/stock-levels", listener.local_addr().unwrap());
+        let arrived: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (m, r, a) = (mode.clone(), received.clone(), arrived.clone());
+        let server = HttpServer::new(move || {
+            let (m, r, a) = (m.clone(), r.clone(), a.clone());
+            App::new().route(
+                "/erp/stock-levels",
+                web::post().to(
+                    move |request: HttpRequest, body: web::Json<serde_json::Value>| {
+                        let (m, r) = (m.clone(), r.clone());
+                        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        async move {
+                            let mode = *m.lock().unwrap();
+                            let status = match mode {
+                                ErpMode::Status(s) => s,
+                                ErpMode::Hang => {
+                                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    504
+                                }
+                            };
+                            let header = |n: &str| {
+                                request
+                                    .headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .map(str::to_owned)
+                            };
+                            r.lock().unwrap().push(ErpRequest {
+                                idempotency_key: header("idempotency-key").unwrap_or_default(),
+                                traceparent: header("traceparent"),
+                                body: body.into_inner(),
+                                answered: status,
+                            });
+                            HttpResponse::build(
+                                actix_web::http::StatusCode::from_u16(status).unwrap(),
+                            )
+                            .insert_header(("retry-after", "0"))
+                            .json(serde_json::json!({"status": status}))
+                        }
+                    },
+                ),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self {
+            url,
+            arrived,
+            mode,
+            received,
+        }
+    }
+
+    pub fn set(&self, mode: ErpMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn requests(&self) -> Vec<ErpRequest> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Successful deliveries per idempotency key.
+    pub fn successes(&self) -> HashMap<String, usize> {
+        let mut map = HashMap::new();
+        for r in self
+            .requests()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.answered))
+        {
+            *map.entry(r.idempotency_key).or_insert(0) += 1;
+        }
+        map
+    }
+}
+
+pub struct World {
+    pub vhost: TestVhost,
+    pub db: TestDatabase,
+    pub redis: TestRedis,
+    pub amqp: Connection,
+    pub erp: TestErp,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        let vhost = TestVhost::create();
+        let amqp = vhost.connect().await;
+        let channel = amqp.create_channel().await.unwrap();
+        topology::declare(&channel, &TopologySettings::default())
+            .await
+            .unwrap();
+        Self {
+            vhost,
+            db: TestDatabase::create().await,
+            redis: TestRedis::new(),
+            amqp,
+            erp: TestErp::start(),
+        }
+    }
+
+    /// Settings pointing at this world, with `extra` variables on top.
+    pub fn settings(&self, extra: &[(&str, &str)]) -> Settings {
+        let mut env: HashMap<String, String> = HashMap::from([
+            ("HOOKLINE_AMQP_URL".into(), self.vhost.amqp_url()),
+            ("HOOKLINE_DATABASE_URL".into(), self.db.url()),
+            ("HOOKLINE_REDIS_PREFIX".into(), self.redis.prefix.clone()),
+            ("HOOKLINE_ERP_URL".into(), self.erp.url.clone()),
+            ("HOOKLINE_WORKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
+            ("HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS".into(), "120".into()),
+            ("HOOKLINE_SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
+        ]);
+        for (k, v) in extra {
+            env.insert((*k).into(), (*v).into());
+        }
+        Settings::from_lookup(|k| env.get(k).cloned()).unwrap()
+    }
+
+    pub fn env(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("HOOKLINE_AMQP_URL".to_string(), self.vhost.amqp_url()),
+            ("HOOKLINE_DATABASE_URL".to_string(), self.db.url()),
+            (
+                "HOOKLINE_REDIS_PREFIX".to_string(),
+                self.redis.prefix.clone(),
+            ),
+            ("HOOKLINE_ERP_URL".to_string(), self.erp.url.clone()),
+            (
+                "HOOKLINE_WORKER_HTTP_ADDR".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            (
+                "HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS".to_string(),
+                "600".to_string(),
+            ),
+            ("RUST_LOG".to_string(), "warn".to_string()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        env
+    }
+
+    pub async fn spawn_worker(&self, extra: &[(&str, &str)]) -> RunningWorker {
+        RunningWorker::start(
+            Worker::build(self.settings(extra))
+                .await
+                .expect("worker builds"),
+        )
+        .await
+    }
+
+    pub async fn spawn_worker_with(
+        &self,
+        extra: &[(&str, &str)],
+        domain: Domain,
+        handler: Arc<dyn DomainHandler>,
+    ) -> RunningWorker {
+        let worker = Worker::build(self.settings(extra))
+            .await
+            .expect("worker builds")
+            .with_handler(domain, handler);
+        RunningWorker::start(worker).await
+    }
+
+    pub async fn publish(&self, envelope: &hookline_core::Envelope) {
+        hookline_testkit::publish(&self.amqp, envelope).await;
+    }
+
+    /// Ready messages in `queue`.
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let channel = self.amqp.create_channel().await.unwrap();
+        let options = lapin::options::QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let q = channel
+            .queue_declare(queue.into(), options, Default::default())
+            .await
+            .unwrap();
+        let _ = channel.close(200, "".into()).await;
+        q.message_count()
+    }
+
+    /// Waits until `queue` has no ready message, then a moment for in-flight ones to finish.
+    pub async fn wait_queue_empty(&self, queue: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.depth(queue).await > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{queue} did not empty"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    /// `available` and `version` of one stock row.
+    pub async fn stock(&self, item: i64, location: i64) -> Option<(Option<i64>, i64)> {
+        let client = self.db.client().await;
+        client
+            .query_opt("SELECT available, version FROM warehouse_stock WHERE inventory_item_id = $1 AND location_id = $2", &[&item, &location])
+            .await
+            .unwrap()
+            .map(|r| (r.get(0), r.get(1)))
+    }
+}
+
+pub struct RunningWorker {
+    pub shutdown: CancellationToken,
+    pub task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub http_port: u16,
+}
+
+impl RunningWorker {
+    async fn start(worker: Worker) -> Self {
+        let http_port = worker.http_port();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(worker.run(shutdown.clone()));
+        let running = Self {
+            shutdown,
+            task: Some(task),
+            http_port,
+        };
+        running.wait_consuming().await;
+        running
+    }
+
+    async fn wait_consuming(&self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            let ready = client
+                .get(format!("http://127.0.0.1:{}/readyz", self.http_port))
+                .send()
+                .await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the worker did not start consuming");
+    }
+
+    #[allow(dead_code)]
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+}
+
+impl Drop for RunningWorker {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An `inventory_levels/update` body.
+pub fn level(item: i64, location: i64, available: i64, updated_at: &str) -> String {
+    format!(
+        r#"{{"inventory_item_id":{item},"location_id":{location},"available":{available},"updated_at":"{updated_at}","admin_graphql_api_id":"gid://shopify/InventoryLevel/{location}?inventory_item_id={item}"}}"#
+    )
+}
+
+pub fn level_envelope(
+    item: i64,
+    location: i64,
+    available: i64,
+    updated_at: &str,
+) -> hookline_core::Envelope {
+    hookline_testkit::envelope(
+        "inventory_levels/update",
+        SHOP,
+        &level(item, location, available, updated_at),
+    )
+}

@@ -1,0 +1,315 @@
+//! Inventory effects happen exactly once, whatever the delivery does.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use hookline_testkit::envelope;
+use hookline_worker::idempotency::Claims;
+
+use crate::helpers::{SHOP, World, level, level_envelope};
+
+const T1: &str = "2026-11-20T10:16:40-05:00";
+const T2: &str = "2026-11-20T10:17:00-05:00";
+
+/// One at a time, so "the sentinel is applied" means "everything before it was handled".
+const SERIAL: &[(&str, &str)] = &[
+    ("HOOKLINE_INVENTORY_CONCURRENCY", "1"),
+    ("HOOKLINE_INVENTORY_PREFETCH", "1"),
+];
+
+#[tokio::test]
+async fn an_inventory_update_changes_stock_and_writes_one_outbox_row_in_one_go() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[("HOOKLINE_OUTBOX_RELAY", "false")])
+        .await;
+    world.publish(&level_envelope(1, 10, 6, T1)).await;
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 1, Duration::from_secs(20))
+            .await,
+        1
+    );
+    assert_eq!(world.stock(1, 10).await, Some((Some(6), 1)));
+    let client = world.db.client().await;
+    let row = client
+        .query_one(
+            "SELECT aggregate_id, event_type, status, payload, traceparent FROM outbox_events",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "1:10");
+    assert_eq!(row.get::<_, String>(1), "stock_level_changed");
+    assert_eq!(row.get::<_, String>(2), "pending");
+    let payload: serde_json::Value = row.get(3);
+    assert_eq!(payload["available"], 6);
+    assert_eq!(payload["version"], 1);
+    assert!(
+        row.get::<_, Option<String>>(4)
+            .is_some_and(|t| t.starts_with("00-"))
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_with_another_event_id_changes_nothing() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[SERIAL, &[("HOOKLINE_OUTBOX_RELAY", "false")]].concat())
+        .await;
+    let body = level(2, 20, 5, T1);
+    let first = envelope("inventory_levels/update", SHOP, &body);
+    let retry = envelope("inventory_levels/update", SHOP, &body);
+    assert_ne!(first.event_id, retry.event_id);
+    assert_eq!(first.idempotency_key, retry.idempotency_key);
+    world.publish(&first).await;
+    world.publish(&retry).await;
+    world.publish(&level_envelope(99, 99, 1, T1)).await; // sentinel
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 2, Duration::from_secs(20))
+            .await,
+        2
+    );
+    assert_eq!(
+        world.stock(99, 99).await,
+        Some((Some(1), 1)),
+        "sentinel applied, so the duplicate was handled"
+    );
+    assert_eq!(
+        world.stock(2, 20).await,
+        Some((Some(5), 1)),
+        "one stock change"
+    );
+    assert_eq!(
+        world
+            .db
+            .count("outbox_events WHERE aggregate_id = '2:20'")
+            .await,
+        1,
+        "one outbox row"
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_after_redis_lost_everything_still_changes_nothing() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[SERIAL, &[("HOOKLINE_OUTBOX_RELAY", "false")]].concat())
+        .await;
+    let body = level(3, 30, 7, T1);
+    world
+        .publish(&envelope("inventory_levels/update", SHOP, &body))
+        .await;
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 1, Duration::from_secs(20))
+            .await,
+        1
+    );
+    world.redis.flush().await; // what FLUSHALL does to our keys
+    world
+        .publish(&envelope("inventory_levels/update", SHOP, &body))
+        .await;
+    world.publish(&level_envelope(98, 98, 1, T1)).await; // sentinel
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 2, Duration::from_secs(20))
+            .await,
+        2
+    );
+    assert_eq!(world.stock(98, 98).await, Some((Some(1), 1)));
+    assert_eq!(world.stock(3, 30).await, Some((Some(7), 1)));
+    assert_eq!(
+        world
+            .db
+            .count("outbox_events WHERE aggregate_id = '3:30'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn two_workers_racing_on_one_key_without_redis_apply_one_effect() {
+    let world = World::new().await;
+    // Redis unreachable: only the PostgreSQL guard stands between the two workers.
+    let no_redis = [
+        ("HOOKLINE_REDIS_URL", "redis://127.0.0.1:1"),
+        ("HOOKLINE_OUTBOX_RELAY", "false"),
+        ("HOOKLINE_INVENTORY_CONCURRENCY", "8"),
+    ];
+    let _a = world.spawn_worker(&no_redis).await;
+    let _b = world.spawn_worker(&no_redis).await;
+    let contested = level(4, 40, 3, T1);
+    for i in 0..20 {
+        world
+            .publish(&envelope("inventory_levels/update", SHOP, &contested))
+            .await;
+        world.publish(&level_envelope(1000 + i, 1, i, T1)).await;
+    }
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 21, Duration::from_secs(30))
+            .await,
+        21
+    );
+    // Every delivery of the contested key was handled once the queue is empty.
+    world
+        .wait_queue_empty("hookline.inventory", Duration::from_secs(20))
+        .await;
+    assert!(
+        hookline_testkit::drain(&world.amqp, "hookline.inventory.dlq")
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        world.stock(4, 40).await,
+        Some((Some(3), 1)),
+        "one effect: version 1"
+    );
+    assert_eq!(
+        world
+            .db
+            .count("outbox_events WHERE aggregate_id = '4:40'")
+            .await,
+        1
+    );
+    assert_eq!(world.db.count("outbox_events").await, 21);
+}
+
+#[tokio::test]
+async fn an_older_event_after_a_newer_one_changes_nothing() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[SERIAL, &[("HOOKLINE_OUTBOX_RELAY", "false")]].concat())
+        .await;
+    world.publish(&level_envelope(5, 50, 8, T2)).await;
+    world.publish(&level_envelope(5, 50, 2, T1)).await;
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 2, Duration::from_secs(20))
+            .await,
+        2
+    );
+    assert_eq!(
+        world.stock(5, 50).await,
+        Some((Some(8), 1)),
+        "the newer value stays"
+    );
+    assert_eq!(
+        world.db.count("outbox_events").await,
+        1,
+        "no outbox row for the stale event"
+    );
+    // And a newer one still applies.
+    world
+        .publish(&level_envelope(5, 50, 4, "2026-11-20T10:18:00-05:00"))
+        .await;
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 3, Duration::from_secs(20))
+            .await,
+        3
+    );
+    assert_eq!(world.stock(5, 50).await, Some((Some(4), 2)));
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_batch_and_restarted_applies_every_event_exactly_once() {
+    let world = World::new().await;
+    let n: i64 = 400;
+    for i in 0..n {
+        world.publish(&level_envelope(10_000 + i, 7, i, T1)).await;
+    }
+    // Duplicates of the first 50, to be sure redelivery and retries meet the guard.
+    for i in 0..50 {
+        world.publish(&level_envelope(10_000 + i, 7, i, T1)).await;
+    }
+    let env = world.env(&[
+        ("HOOKLINE_OUTBOX_RELAY", "false"),
+        ("HOOKLINE_INVENTORY_CONCURRENCY", "8"),
+    ]);
+    let spawn = || {
+        Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("worker binary")
+    };
+    hookline_worker::startup::migrate(&world.db.url()).await.unwrap();
+    let mut first = spawn();
+    let done_before_kill = world
+        .db
+        .wait_count("processed_events", 60, Duration::from_secs(60))
+        .await;
+    first.kill().expect("SIGKILL"); // no chance to finish, ack or close anything
+    first.wait().unwrap();
+    assert!(
+        done_before_kill < n,
+        "killed mid-batch ({done_before_kill} of {n} done)"
+    );
+
+    let mut second = spawn();
+    let done = world
+        .db
+        .wait_count("processed_events", n, Duration::from_secs(90))
+        .await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert_eq!(done, n);
+    assert_eq!(world.db.count("warehouse_stock").await, n);
+    assert_eq!(
+        world.db.count("warehouse_stock WHERE version <> 1").await,
+        0,
+        "no change applied twice"
+    );
+    assert_eq!(
+        world.db.count("outbox_events").await,
+        n,
+        "one outbox row per event"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_processing_claim_of_a_crashed_delivery_is_taken_over_by_its_redelivery() {
+    let world = World::new().await;
+    let e = level_envelope(6, 60, 1, T1);
+    // A crashed worker left this very event's claim behind, with a long TTL.
+    let claims = Claims::new(
+        hookline_testkit::REDIS,
+        &world.redis.prefix,
+        Duration::from_secs(300),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let key = claims.redis_key(e.idempotency_key.as_str());
+    world
+        .redis
+        .set(
+            key.strip_prefix(&format!("{}:", world.redis.prefix))
+                .unwrap(),
+            &format!("processing:{}", e.event_id),
+            Duration::from_secs(300),
+        )
+        .await;
+    let _worker = world
+        .spawn_worker(&[("HOOKLINE_OUTBOX_RELAY", "false")])
+        .await;
+    world.publish(&e).await;
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 1, Duration::from_secs(10))
+            .await,
+        1,
+        "not blocked for the claim's 300 s"
+    );
+}

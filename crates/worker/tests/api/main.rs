@@ -1,0 +1,8 @@
+//! Black-box tests of the worker against the real RabbitMQ, PostgreSQL and Redis; a local HTTP
+//! server plays the ERP. Each test has its own vhost, database and Redis prefix.
+
+mod bulkhead;
+mod failures;
+mod helpers;
+mod inventory;
+mod outbox;
