@@ -29,7 +29,7 @@ fmt: ## format the code
 	$(CARGO) fmt --all
 
 bench: services ## release build, then ingestor vs raw broker publish-confirm, written to BENCHMARKS.md
-	$(CARGO) build --release -p hookline-ingestor -p hookline-bench
+	$(CARGO) build --release -p hookline-ingestor -p hookline-worker -p hookline-bench
 	./target/release/hookline-bench --out BENCHMARKS.md
 
 clean:

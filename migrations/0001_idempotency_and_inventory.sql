@@ -5,6 +5,7 @@ CREATE TABLE processed_events (
     event_id        uuid        NOT NULL,
     topic           text        NOT NULL,
     shop_domain     text        NOT NULL,
+    received_at     timestamptz,          -- when the ingestor received the webhook (end-to-end lag)
     processed_at    timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX processed_events_processed_at ON processed_events (processed_at);
@@ -32,7 +33,9 @@ CREATE TABLE outbox_events (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text,
     traceparent     text,
-    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- clock_timestamp(), not now(): the moment the row was written, at the end of the effect's
+    -- transaction, so received_at → created_at measures end to end up to the commit.
+    created_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     sent_at         timestamptz,
     -- A relay claims rows by setting a lease; the HTTP call happens after the claim committed,
     -- never inside a transaction. A crashed relay's lease simply runs out.

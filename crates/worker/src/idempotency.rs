@@ -192,13 +192,14 @@ pub async fn record_in_transaction(
 ) -> Result<bool, tokio_postgres::Error> {
     let inserted = tx
         .execute(
-            "INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain)
-             VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+            "INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain, received_at)
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
             &[
                 &envelope.idempotency_key.as_str(),
                 &envelope.event_id,
                 &envelope.topic,
                 &envelope.shop_domain,
+                &envelope.received_at,
             ],
         )
         .await?;

@@ -184,7 +184,7 @@ impl World {
             ),
             (
                 "HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS".to_string(),
-                "600".to_string(),
+                "120".to_string(),
             ),
             ("RUST_LOG".to_string(), "warn".to_string()),
         ];

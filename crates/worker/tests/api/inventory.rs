@@ -244,7 +244,9 @@ async fn a_worker_killed_mid_batch_and_restarted_applies_every_event_exactly_onc
             .spawn()
             .expect("worker binary")
     };
-    hookline_worker::startup::migrate(&world.db.url()).await.unwrap();
+    hookline_worker::startup::migrate(&world.db.url())
+        .await
+        .unwrap();
     let mut first = spawn();
     let done_before_kill = world
         .db
