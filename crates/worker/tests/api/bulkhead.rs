@@ -96,7 +96,7 @@ async fn a_stalled_orders_downstream_does_not_slow_inventory() {
             .await;
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while stalled.arrived.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+    while stalled.arrived() < 4 {
         assert!(
             Instant::now() < deadline,
             "the orders bulkhead never reached its downstream"

@@ -1,13 +1,12 @@
 //! A world of one's own (vhost, database, Redis prefix, ERP) and workers running in it.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use hookline_core::Domain;
 use hookline_core::topology::{self, TopologySettings};
+use hookline_sandbox::{Faults, Sandbox};
 use hookline_testkit::{TestDatabase, TestRedis, TestVhost};
 use hookline_worker::domains::DomainHandler;
 use hookline_worker::settings::Settings;
@@ -17,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub const SHOP: &str = "example.myshopify.com";
 
-/// What the fake ERP answers.
+/// What the ERP (played by the sandbox) answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErpMode {
     Status(u16),
@@ -25,7 +24,7 @@ pub enum ErpMode {
     Hang,
 }
 
-/// One request the ERP received.
+/// One request the ERP answered.
 #[derive(Debug, Clone)]
 pub struct ErpRequest {
     pub idempotency_key: String,
@@ -34,83 +33,55 @@ pub struct ErpRequest {
     pub answered: u16,
 }
 
-#[derive(Clone)]
+/// The sandbox's ERP endpoint, with the few controls these tests use.
 pub struct TestErp {
     pub url: String,
-    /// Requests that arrived, answered or not (a hanging one is counted here at once).
-    pub arrived: Arc<std::sync::atomic::AtomicUsize>,
-    pub mode: Arc<Mutex<ErpMode>>,
-    pub received: Arc<Mutex<Vec<ErpRequest>>>,
+    sandbox: Sandbox,
 }
 
 impl TestErp {
     pub fn start() -> Self {
-        let mode = Arc::new(Mutex::new(ErpMode::Status(200)));
-        let received: Arc<Mutex<Vec<ErpRequest>>> = Arc::default();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/erp/stock-levels", listener.local_addr().unwrap());
-        let arrived: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-        let (m, r, a) = (mode.clone(), received.clone(), arrived.clone());
-        let server = HttpServer::new(move || {
-            let (m, r, a) = (m.clone(), r.clone(), a.clone());
-            App::new().route(
-                "/erp/stock-levels",
-                web::post().to(
-                    move |request: HttpRequest, body: web::Json<serde_json::Value>| {
-                        let (m, r) = (m.clone(), r.clone());
-                        a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        async move {
-                            let mode = *m.lock().unwrap();
-                            let status = match mode {
-                                ErpMode::Status(s) => s,
-                                ErpMode::Hang => {
-                                    tokio::time::sleep(Duration::from_secs(3600)).await;
-                                    504
-                                }
-                            };
-                            let header = |n: &str| {
-                                request
-                                    .headers()
-                                    .get(n)
-                                    .and_then(|v| v.to_str().ok())
-                                    .map(str::to_owned)
-                            };
-                            r.lock().unwrap().push(ErpRequest {
-                                idempotency_key: header("idempotency-key").unwrap_or_default(),
-                                traceparent: header("traceparent"),
-                                body: body.into_inner(),
-                                answered: status,
-                            });
-                            HttpResponse::build(
-                                actix_web::http::StatusCode::from_u16(status).unwrap(),
-                            )
-                            .insert_header(("retry-after", "0"))
-                            .json(serde_json::json!({"status": status}))
-                        }
-                    },
-                ),
-            )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
+        let sandbox = Sandbox::spawn("127.0.0.1:0").unwrap();
         Self {
-            url,
-            arrived,
-            mode,
-            received,
+            url: sandbox.erp_url(),
+            sandbox,
         }
     }
 
     pub fn set(&self, mode: ErpMode) {
-        *self.mode.lock().unwrap() = mode;
+        let faults = match mode {
+            ErpMode::Status(s) if s < 300 => Faults::default(),
+            ErpMode::Status(s) => Faults {
+                error_rate: 1.0,
+                error_status: Some(s),
+                retry_after_secs: Some(0),
+                ..Faults::default()
+            },
+            ErpMode::Hang => Faults {
+                hang: true,
+                ..Faults::default()
+            },
+        };
+        self.sandbox.state.set_erp_faults(faults);
     }
 
     pub fn requests(&self) -> Vec<ErpRequest> {
-        self.received.lock().unwrap().clone()
+        self.sandbox
+            .state
+            .erp_requests()
+            .into_iter()
+            .map(|r| ErpRequest {
+                idempotency_key: r.idempotency_key.unwrap_or_default(),
+                traceparent: r.traceparent,
+                body: r.body,
+                answered: r.answered,
+            })
+            .collect()
+    }
+
+    /// Requests that arrived, answered or not (a hanging one counts at once).
+    pub fn arrived(&self) -> usize {
+        self.sandbox.state.erp_arrived()
     }
 
     /// Successful deliveries per idempotency key.

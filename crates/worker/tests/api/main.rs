@@ -6,3 +6,4 @@ mod failures;
 mod helpers;
 mod inventory;
 mod outbox;
+mod process;

@@ -1,0 +1,302 @@
+//! The sandbox: hookline's outside HTTP APIs, played on localhost over real HTTP.
+//!
+//! Tests and `make demo` point hookline at the sandbox instead of the real services. It keeps
+//! what it receives in memory for assertions, and injects faults on demand, so failure handling
+//! is tested against a real socket rather than a mock.
+//!
+//! # Endpoints
+//!
+//! - `POST /erp/stock-levels`: the ERP endpoint of the inventory outbox (see the worker's `erp`
+//!   module for the wire format). Answers `200 {"accepted": true}`.
+//! - `GET /_sandbox/erp/requests`: what the ERP endpoint received, oldest first.
+//! - `PUT /_sandbox/faults/erp`: set the ERP's [`Faults`]; `DELETE` clears them.
+//! - `GET /healthz`.
+
+use std::net::TcpListener;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::http::StatusCode;
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Faults to inject into one API. All off by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Faults {
+    /// Extra latency before answering, in milliseconds.
+    pub latency_ms: u64,
+    /// Share of requests (0.0–1.0) answered with `error_status` instead of success.
+    pub error_rate: f64,
+    /// The status of injected errors (default 503).
+    pub error_status: Option<u16>,
+    /// `Retry-After` seconds sent with injected 429/503 answers.
+    pub retry_after_secs: Option<u64>,
+    /// Never answer: hold the request until the client gives up.
+    pub hang: bool,
+}
+
+/// One request the ERP endpoint received.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErpRequest {
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// `traceparent`.
+    pub traceparent: Option<String>,
+    /// The JSON body.
+    pub body: serde_json::Value,
+    /// The status answered.
+    pub answered: u16,
+}
+
+#[derive(Default)]
+struct ErpState {
+    faults: Faults,
+    requests: Vec<ErpRequest>,
+    arrived: usize,
+}
+
+/// Shared state of a running sandbox. A std `Mutex`: held for a push or a clone, never across
+/// an `.await`.
+#[derive(Default)]
+pub struct State {
+    erp: Mutex<ErpState>,
+}
+
+impl State {
+    fn erp(&self) -> std::sync::MutexGuard<'_, ErpState> {
+        self.erp.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Requests the ERP endpoint answered (or dropped), oldest first.
+    pub fn erp_requests(&self) -> Vec<ErpRequest> {
+        self.erp().requests.clone()
+    }
+
+    /// Requests that reached the ERP endpoint, including ones still hanging.
+    pub fn erp_arrived(&self) -> usize {
+        self.erp().arrived
+    }
+
+    /// Replaces the ERP's faults.
+    pub fn set_erp_faults(&self, faults: Faults) {
+        self.erp().faults = faults;
+    }
+}
+
+/// The status to answer, given the faults: an injected error at `error_rate`, else `success`.
+fn decide(faults: &Faults, success: u16) -> u16 {
+    if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+        return faults.error_status.unwrap_or(503);
+    }
+    success
+}
+
+async fn erp_stock_levels(
+    request: HttpRequest,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let faults = {
+        let mut erp = state.erp();
+        erp.arrived += 1;
+        erp.faults.clone()
+    };
+    if faults.hang {
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let status = decide(&faults, 200);
+    state.erp().requests.push(ErpRequest {
+        idempotency_key: header("idempotency-key"),
+        traceparent: header("traceparent"),
+        body: body.into_inner(),
+        answered: status,
+    });
+    let mut response = HttpResponse::build(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+    );
+    if let (Some(secs), 429 | 503) = (faults.retry_after_secs, status) {
+        response.insert_header(("retry-after", secs.to_string()));
+    }
+    if status < 300 {
+        response.json(json!({"accepted": true}))
+    } else {
+        response.json(json!({"error": "injected fault", "status": status}))
+    }
+}
+
+async fn erp_requests(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.erp_requests())
+}
+
+async fn put_erp_faults(faults: web::Json<Faults>, state: web::Data<State>) -> HttpResponse {
+    state.set_erp_faults(faults.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+async fn delete_erp_faults(state: web::Data<State>) -> HttpResponse {
+    state.set_erp_faults(Faults::default());
+    HttpResponse::NoContent().finish()
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    /// Its base URL, e.g. `http://127.0.0.1:8090`.
+    pub base_url: String,
+    /// Its state, for in-process assertions.
+    pub state: web::Data<State>,
+    handle: ServerHandle,
+}
+
+impl Sandbox {
+    /// Binds `addr` (port 0 picks a free one) and builds the server; spawn the returned
+    /// [`Server`] (or await it) to serve.
+    pub fn bind(addr: &str) -> anyhow::Result<(Self, Server)> {
+        let listener = TcpListener::bind(addr)?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let state = web::Data::new(State::default());
+        let data = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .route("/erp/stock-levels", web::post().to(erp_stock_levels))
+                .route("/_sandbox/erp/requests", web::get().to(erp_requests))
+                .route("/_sandbox/faults/erp", web::put().to(put_erp_faults))
+                .route("/_sandbox/faults/erp", web::delete().to(delete_erp_faults))
+                .route(
+                    "/healthz",
+                    web::get().to(|| async { HttpResponse::Ok().json(json!({"status": "ok"})) }),
+                )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        let handle = server.handle();
+        Ok((
+            Self {
+                base_url,
+                state,
+                handle,
+            },
+            server,
+        ))
+    }
+
+    /// Binds and serves in the background on the current Tokio runtime.
+    pub fn spawn(addr: &str) -> anyhow::Result<Self> {
+        let (sandbox, server) = Self::bind(addr)?;
+        tokio::spawn(server);
+        Ok(sandbox)
+    }
+
+    /// The ERP endpoint's URL (`HOOKLINE_ERP_URL`).
+    pub fn erp_url(&self) -> String {
+        format!("{}/erp/stock-levels", self.base_url)
+    }
+
+    /// Stops serving.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_requests_and_injects_faults_over_real_http() {
+        let sandbox = Sandbox::spawn("127.0.0.1:0").unwrap();
+        let client = reqwest::Client::new();
+        let post = |key: &'static str| {
+            client
+                .post(sandbox.erp_url())
+                .header("idempotency-key", key)
+                .json(&json!({"n": key}))
+                .send()
+        };
+        assert_eq!(post("a").await.unwrap().status(), 200);
+
+        let faults = Faults {
+            error_rate: 1.0,
+            error_status: Some(429),
+            retry_after_secs: Some(3),
+            ..Faults::default()
+        };
+        let put = client
+            .put(format!("{}/_sandbox/faults/erp", sandbox.base_url))
+            .json(&faults)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 204);
+        let limited = post("b").await.unwrap();
+        assert_eq!(limited.status(), 429);
+        assert_eq!(limited.headers()["retry-after"], "3");
+
+        sandbox.state.set_erp_faults(Faults {
+            latency_ms: 200,
+            ..Faults::default()
+        });
+        let started = std::time::Instant::now();
+        assert_eq!(post("c").await.unwrap().status(), 200);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+
+        sandbox.state.set_erp_faults(Faults::default());
+        let listed: Vec<ErpRequest> = client
+            .get(format!("{}/_sandbox/erp/requests", sandbox.base_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let answered: Vec<(Option<String>, u16)> = listed
+            .into_iter()
+            .map(|r| (r.idempotency_key, r.answered))
+            .collect();
+        assert_eq!(
+            answered,
+            vec![
+                (Some("a".into()), 200),
+                (Some("b".into()), 429),
+                (Some("c".into()), 200)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_hanging_erp_holds_the_request_until_the_client_gives_up() {
+        let sandbox = Sandbox::spawn("127.0.0.1:0").unwrap();
+        sandbox.state.set_erp_faults(Faults {
+            hang: true,
+            ..Faults::default()
+        });
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let err = client
+            .post(sandbox.erp_url())
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(err.is_timeout());
+        assert_eq!(sandbox.state.erp_arrived(), 1);
+        assert!(sandbox.state.erp_requests().is_empty(), "never answered");
+    }
+}
