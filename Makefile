@@ -12,10 +12,10 @@ help: ## list the targets
 services: ## start RabbitMQ (+ management API), PostgreSQL and Redis if they are down
 	@bash scripts/services.sh
 
-run: services ## run the ingestor on localhost defaults (http://127.0.0.1:8080)
-	$(CARGO) run -p hookline-ingestor --bin hookline-ingestor
+run: services ## run sandbox, worker and ingestor on localhost defaults until Ctrl-C
+	@bash scripts/run.sh
 
-demo: services ## send signed sample webhooks through a real ingestor and show where they landed
+demo: services ## send signed webhooks through ingestor, broker, worker, PostgreSQL and the ERP sandbox
 	@bash scripts/demo.sh
 
 test: services ## run every test (unit, property and black-box against the local services)

@@ -1,50 +1,52 @@
 #!/usr/bin/env bash
-# `make demo`: a signed webhook of each kind through a real ingestor into RabbitMQ.
-# Starts the ingestor on localhost defaults, sends the Shopify sample payloads with
-# hookline-send (signed like Shopify signs them), shows where each landed, and stops.
+# `make demo`: signed webhooks through ingestor → RabbitMQ → worker → PostgreSQL → ERP (sandbox).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/stack.sh"
+export RUST_LOG=${RUST_LOG:-warn}
+start_stack
 
-export HOOKLINE_SHOPIFY_SECRETS=${HOOKLINE_SHOPIFY_SECRETS:-hookline_dev_secret}
-export HOOKLINE_HTTP_ADDR=${HOOKLINE_HTTP_ADDR:-127.0.0.1:8080}
-BIN=target/debug
-
-cargo build -q -p hookline-ingestor --bins
-RUST_LOG=${RUST_LOG:-warn} "$BIN/hookline-ingestor" &
-INGESTOR=$!
-trap 'kill -TERM $INGESTOR 2>/dev/null; wait $INGESTOR 2>/dev/null || true' EXIT
-
-for _ in $(seq 1 100); do
-  curl -fsS "http://$HOOKLINE_HTTP_ADDR/readyz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
-curl -fsS "http://$HOOKLINE_HTTP_ADDR/readyz"; echo
-
-send() { # send <topic> <fixture>
-  printf '%-26s ' "$1"
+send() { # send <topic> <body file> [secret]
+  printf '  %-28s ' "$1"
   "$BIN/hookline-send" --url "http://$HOOKLINE_HTTP_ADDR/webhooks/shopify" \
-    --secret "${HOOKLINE_SHOPIFY_SECRETS%%,*}" --topic "$1" --shop demo.myshopify.com "fixtures/shopify/$2"
+    --secret "${3:-${HOOKLINE_SHOPIFY_SECRETS%%,*}}" --topic "$1" --shop demo.myshopify.com "$2" 2>&1 || true
 }
-send orders/create orders-create.json
-send orders/paid orders-paid.json
-send orders/cancelled orders-cancelled.json
-send inventory_levels/update inventory-levels-update.json
-send carts/create orders-paid.json
 
-printf '\nA forged signature is refused and nothing is published:\n'
-printf '%-26s ' "orders/paid (forged)"
-"$BIN/hookline-send" --url "http://$HOOKLINE_HTTP_ADDR/webhooks/shopify" --secret not-the-secret \
-  --topic orders/paid fixtures/shopify/orders-paid.json || true
+# A fresh stock change each run (the sample payload's, with a new quantity and timestamp), so the
+# demo shows a new effect even against a database that kept the previous run's.
+LEVEL=$(mktemp)
+printf '{"inventory_item_id":271878346596884015,"location_id":24826418,"available":%d,"updated_at":"%s","admin_graphql_api_id":"gid://shopify/InventoryLevel/24826418?inventory_item_id=271878346596884015"}' \
+  $((RANDOM % 100)) "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" > "$LEVEL"
 
-printf '\nQueues now (messages ready), from the management API:\n'
-if curl -fsS -u guest:guest "http://127.0.0.1:15672/api/queues/%2f?columns=name,messages_ready" -o /tmp/hookline-demo-queues.json 2>/dev/null; then
+echo "1. Signed webhooks, answered 200 only once RabbitMQ confirmed them:"
+send inventory_levels/update "$LEVEL"
+send orders/paid fixtures/shopify/orders-paid.json
+send carts/create fixtures/shopify/orders-paid.json
+echo "2. The same inventory change again (Shopify retries): accepted, applied once:"
+send inventory_levels/update "$LEVEL"
+echo "3. A forged signature: refused, nothing published:"
+send orders/paid fixtures/shopify/orders-paid.json not-the-secret
+
+sleep 1.5
+echo
+echo "4. Stock in PostgreSQL (worker, one transaction with the outbox row):"
+psql -h 127.0.0.1 -U postgres -d test -Atc \
+  "SELECT '  item ' || inventory_item_id || ' @ location ' || location_id || ': available ' || available || ', version ' || version FROM warehouse_stock ORDER BY updated_at DESC LIMIT 3" 2>/dev/null \
+  || echo "  (psql not available)"
+echo "5. What the ERP received through the outbox relay (sandbox):"
+curl -fsS "http://$HOOKLINE_SANDBOX_ADDR/_sandbox/erp/requests" -o /tmp/hookline-demo-erp.json
+python3 - /tmp/hookline-demo-erp.json <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1]))[-3:]:
+    p = r["body"]["payload"]
+    print(f"  {r['idempotency_key']}: item {p['inventory_item_id']} available {p['available']} (version {p['version']}) -> {r['answered']}")
+PY
+echo "6. Queues (orders wait for the orders domain; carts/create is kept in hookline.unrouted):"
+if curl -fsS -u guest:guest "http://127.0.0.1:15672/api/queues/%2f?columns=name,messages" -o /tmp/hookline-demo-queues.json 2>/dev/null; then
   python3 - /tmp/hookline-demo-queues.json <<'PY'
 import json, sys
 for q in json.load(open(sys.argv[1])):
-    if q["name"].startswith("hookline."):
-        print(f"  {q['name']:<26} {q.get('messages_ready', 0)}")
+    if q["name"].startswith("hookline.") and ".wait." not in q["name"]:
+        print(f"  {q['name']:<24} {q.get('messages', 0)}")
 PY
-  echo "  (counts refresh every few seconds; see http://127.0.0.1:15672/#/queues, guest/guest)"
-else
-  echo "  management API not reachable; enable it with: rabbitmq-plugins enable rabbitmq_management"
+  echo "  (the management API refreshes counts every few seconds)"
 fi
