@@ -10,11 +10,15 @@
 //!   module for the wire format). Answers `200 {"accepted": true}`.
 //! - `GET /_sandbox/erp/requests`: what the ERP endpoint received, oldest first.
 //! - `PUT /_sandbox/faults/erp`: set the ERP's [`Faults`]; `DELETE` clears them.
+//! - sevDesk API v1 under `/api/v1` (see [`sevdesk`]), its state at `/_sandbox/sevdesk/…`, its
+//!   faults at `PUT /_sandbox/faults/sevdesk`.
 //! - `GET /healthz`.
 
 use std::net::TcpListener;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
+
+pub mod sevdesk;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
@@ -36,6 +40,10 @@ pub struct Faults {
     pub retry_after_secs: Option<u64>,
     /// Never answer: hold the request until the client gives up.
     pub hang: bool,
+    /// Share of writes (sevDesk) that are applied and then answered 500.
+    pub commit_then_fail_rate: f64,
+    /// Share of writes (sevDesk) that are applied and then never answered.
+    pub commit_then_hang_rate: f64,
 }
 
 /// One request the ERP endpoint received.
@@ -63,6 +71,8 @@ struct ErpState {
 #[derive(Default)]
 pub struct State {
     erp: Mutex<ErpState>,
+    /// The sevDesk API's state.
+    pub sevdesk: sevdesk::SevDesk,
 }
 
 impl State {
@@ -171,6 +181,7 @@ impl Sandbox {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .configure(sevdesk::configure)
                 .route("/erp/stock-levels", web::post().to(erp_stock_levels))
                 .route("/_sandbox/erp/requests", web::get().to(erp_requests))
                 .route("/_sandbox/faults/erp", web::put().to(put_erp_faults))
@@ -205,6 +216,11 @@ impl Sandbox {
     /// The ERP endpoint's URL (`HOOKLINE_ERP_URL`).
     pub fn erp_url(&self) -> String {
         format!("{}/erp/stock-levels", self.base_url)
+    }
+
+    /// The sevDesk base URL (`HOOKLINE_SEVDESK_URL`).
+    pub fn sevdesk_url(&self) -> String {
+        format!("{}/api/v1", self.base_url)
     }
 
     /// Stops serving.

@@ -30,6 +30,16 @@ pub enum HandlerError {
     /// The topic reached a domain that has no handler for it.
     #[error("topic {0} is not handled by this domain")]
     UnknownTopic(String),
+    /// The order's total cannot be reproduced as an invoice.
+    #[error(transparent)]
+    AmountMismatch(#[from] crate::domains::orders::mapping::MappingError),
+    /// A topic of this domain that hookline does not handle yet; dead-lettered so it can be
+    /// replayed once it is, instead of being recorded as done.
+    #[error("topic {0} is not supported yet")]
+    Unsupported(String),
+    /// Another delivery is working on the same order right now.
+    #[error("another delivery is working on this order")]
+    OrderBusy,
     /// The idempotency key is held by another delivery.
     #[error("idempotency key is being processed by another delivery")]
     KeyBusy {
@@ -116,6 +126,17 @@ impl HandlerError {
             },
             HandlerError::UnknownTopic(_) => DeadLetter {
                 reason: "unknown_topic",
+            },
+            HandlerError::AmountMismatch(_) => DeadLetter {
+                reason: "amount_mismatch",
+            },
+            HandlerError::Unsupported(_) => DeadLetter {
+                reason: "not_supported",
+            },
+            HandlerError::OrderBusy => Retry {
+                reason: "order_busy",
+                retry_after: Some(Duration::from_secs(1)),
+                counts_as_attempt: false,
             },
             HandlerError::KeyBusy { retry_in } => Retry {
                 reason: "key_busy",

@@ -12,7 +12,8 @@
 //! - [`schema`]: strict payload structs with field paths in errors, and drift counters;
 //! - [`error`]: typed errors and their classification (retryable or permanent);
 //! - [`failure`]: the failure headers a retry or dead letter carries;
-//! - [`outbox`] + [`erp`]: the relay that sends committed outbox rows to the ERP.
+//! - [`outbox`] + [`erp`]: the relay that sends committed outbox rows to the ERP;
+//! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]).
 //!
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
@@ -27,4 +28,5 @@ pub mod migrate;
 pub mod outbox;
 pub mod schema;
 pub mod settings;
+pub mod sevdesk;
 pub mod startup;

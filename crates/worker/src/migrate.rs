@@ -6,11 +6,18 @@
 use tokio_postgres::Client;
 
 /// `(version, name, sql)`, in order. Embedded at build time: the binary carries its schema.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "idempotency_and_inventory",
-    include_str!("../../../migrations/0001_idempotency_and_inventory.sql"),
-)];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "idempotency_and_inventory",
+        include_str!("../../../migrations/0001_idempotency_and_inventory.sql"),
+    ),
+    (
+        2,
+        "order_sync",
+        include_str!("../../../migrations/0002_order_sync.sql"),
+    ),
+];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c69_6e65; // "hookline"

@@ -53,9 +53,19 @@ pub struct Settings {
     /// `HOOKLINE_ERP_URL`, default `http://127.0.0.1:8090/erp/stock-levels`: where the outbox
     /// relay POSTs stock changes.
     pub erp_url: String,
+    /// `HOOKLINE_SEVDESK_URL`, default the sandbox's `http://127.0.0.1:8090/api/v1`; in production
+    /// `https://my.sevdesk.de/api/v1`.
+    pub sevdesk_url: String,
+    /// `HOOKLINE_SEVDESK_TOKEN`: the API token (default: the sandbox's).
+    pub sevdesk_token: Secret,
+    /// `HOOKLINE_SEVDESK_TIMEOUT_MS` (10000): per sevDesk request.
+    pub sevdesk_timeout: Duration,
+    /// `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID`: where payments are booked; default: the first check
+    /// account sevDesk lists.
+    pub sevdesk_check_account: Option<String>,
     /// `HOOKLINE_WORKER_HTTP_ADDR`, default `127.0.0.1:8081`: `/healthz`, `/readyz`, `/metrics`.
     pub http_addr: String,
-    /// `HOOKLINE_WORKER_DOMAINS` (`inventory`): which bulkheads this process runs. Domains
+    /// `HOOKLINE_WORKER_DOMAINS` (`inventory,orders`): which bulkheads this process runs. Domains
     /// can be split across deployments and scaled apart.
     pub domains: Vec<Domain>,
     /// Per-domain sizes.
@@ -92,7 +102,7 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::from_fn(get);
         let domains = env
-            .string("HOOKLINE_WORKER_DOMAINS", "inventory")
+            .string("HOOKLINE_WORKER_DOMAINS", "inventory,orders")
             .split(',')
             .map(str::trim)
             .filter(|d| !d.is_empty())
@@ -158,6 +168,16 @@ impl Settings {
             redis_url: Secret::new(env.string("HOOKLINE_REDIS_URL", "redis://127.0.0.1:6379")),
             redis_prefix: env.string("HOOKLINE_REDIS_PREFIX", "hookline"),
             erp_url: env.string("HOOKLINE_ERP_URL", "http://127.0.0.1:8090/erp/stock-levels"),
+            sevdesk_url: env.string("HOOKLINE_SEVDESK_URL", "http://127.0.0.1:8090/api/v1"),
+            sevdesk_token: Secret::new(
+                env.string("HOOKLINE_SEVDESK_TOKEN", "0123456789abcdef0123456789abcdef"),
+            ),
+            sevdesk_timeout: Duration::from_millis(env.parse(
+                "HOOKLINE_SEVDESK_TIMEOUT_MS",
+                10_000,
+                "expected milliseconds",
+            )?),
+            sevdesk_check_account: env.get("HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID"),
             http_addr: env.string("HOOKLINE_WORKER_HTTP_ADDR", "127.0.0.1:8081"),
             domains,
             bulkheads,
@@ -274,6 +294,7 @@ mod tests {
         assert_eq!(s.domains, vec![Domain::Inventory, Domain::Orders]);
         assert_eq!(s.bulkhead(Domain::Orders).concurrency, 3);
         assert_eq!(s.bulkhead(Domain::Inventory).concurrency, 16);
+        assert!(s.bulkhead(Domain::Orders).db_pool > s.bulkhead(Domain::Orders).concurrency);
         assert_eq!(s.retry.max_attempts, 5);
         assert_eq!(s.done_ttl, Duration::from_secs(604_800));
     }

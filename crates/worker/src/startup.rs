@@ -19,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 use crate::consume::Bulkhead;
 use crate::domains::DomainHandler;
 use crate::domains::inventory::InventoryHandler;
+use crate::domains::orders::OrdersHandler;
 use crate::erp::ErpClient;
 use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::outbox::Relay;
 use crate::settings::Settings;
+use crate::sevdesk::SevDeskClient;
 
 /// Builds a PostgreSQL pool of `size` connections.
 pub fn pool(database_url: &str, size: usize) -> anyhow::Result<Pool> {
@@ -84,7 +86,32 @@ impl Worker {
                     )?;
                     handlers.insert(domain, Arc::new(InventoryHandler::new(pool)));
                 }
-                Domain::Orders => {} // supplied with `with_handler`; checked in `run`
+                Domain::Orders => {
+                    let pool = pool(
+                        settings.database_url.expose(),
+                        settings.bulkhead(domain).db_pool,
+                    )?;
+                    let breaker = CircuitBreaker::new(
+                        "sevdesk",
+                        settings.breaker.clone(),
+                        Arc::new(SystemClock),
+                    );
+                    let sevdesk = SevDeskClient::new(
+                        &settings.sevdesk_url,
+                        settings.sevdesk_token.expose(),
+                        settings.sevdesk_timeout,
+                        breaker,
+                    )
+                    .context("cannot build the sevDesk client")?;
+                    handlers.insert(
+                        domain,
+                        Arc::new(OrdersHandler::new(
+                            pool,
+                            sevdesk,
+                            settings.sevdesk_check_account.clone(),
+                        )),
+                    );
+                }
             }
         }
         let claims = Claims::new(

@@ -1,6 +1,7 @@
 //! The effects, one module per domain.
 
 pub mod inventory;
+pub mod orders;
 
 use std::future::Future;
 use std::pin::Pin;

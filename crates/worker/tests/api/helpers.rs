@@ -36,7 +36,8 @@ pub struct ErpRequest {
 /// The sandbox's ERP endpoint, with the few controls these tests use.
 pub struct TestErp {
     pub url: String,
-    sandbox: Sandbox,
+    /// The whole sandbox: it also plays sevDesk.
+    pub sandbox: Sandbox,
 }
 
 impl TestErp {
@@ -130,6 +131,10 @@ impl World {
             ("HOOKLINE_DATABASE_URL".into(), self.db.url()),
             ("HOOKLINE_REDIS_PREFIX".into(), self.redis.prefix.clone()),
             ("HOOKLINE_ERP_URL".into(), self.erp.url.clone()),
+            (
+                "HOOKLINE_SEVDESK_URL".into(),
+                self.erp.sandbox.sevdesk_url(),
+            ),
             ("HOOKLINE_WORKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS".into(), "120".into()),
             ("HOOKLINE_SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
@@ -149,6 +154,10 @@ impl World {
                 self.redis.prefix.clone(),
             ),
             ("HOOKLINE_ERP_URL".to_string(), self.erp.url.clone()),
+            (
+                "HOOKLINE_SEVDESK_URL".to_string(),
+                self.erp.sandbox.sevdesk_url(),
+            ),
             (
                 "HOOKLINE_WORKER_HTTP_ADDR".to_string(),
                 "127.0.0.1:0".to_string(),

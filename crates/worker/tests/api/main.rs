@@ -5,5 +5,6 @@ mod bulkhead;
 mod failures;
 mod helpers;
 mod inventory;
+mod orders;
 mod outbox;
 mod process;

@@ -1,0 +1,649 @@
+//! sevDesk API v1, as the orders domain uses it, with its wire format: data wrapped in
+//! `{"objects": …}`, ids and sums as strings, errors as `{"error": {"message", "exceptionUUID"}}`,
+//! the token in a bare `Authorization` header.
+//!
+//! What the sandbox holds is inspectable at `GET /_sandbox/sevdesk/invoices` and
+//! `GET /_sandbox/sevdesk/contacts`. Besides the common faults, writes can be made to "commit then
+//! fail": the invoice (contact, booking, cancellation) is created, and the answer is a 500 or never
+//! comes — the case a client without idempotency keys must survive.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::Faults;
+
+/// The token the sandbox accepts unless configured otherwise (`HOOKLINE_SANDBOX_SEVDESK_TOKEN`).
+pub const DEFAULT_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+
+/// The check account bookings go to.
+pub const CHECK_ACCOUNT_ID: &str = "5001";
+
+/// A contact as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Contact {
+    /// sevDesk id.
+    pub id: String,
+    /// `customerNumber`.
+    pub customer_number: Option<String>,
+    /// Organisation name, or `surename familyname` for a person.
+    pub name: String,
+}
+
+/// One invoice position as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Position {
+    /// Text.
+    pub name: String,
+    /// Quantity, as sent.
+    pub quantity: String,
+    /// Unit price, as sent.
+    pub price: String,
+    /// Tax rate in percent, as sent.
+    pub tax_rate: String,
+}
+
+/// An invoice as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Invoice {
+    /// sevDesk id.
+    pub id: String,
+    /// `RE-…` (invoices) or `SR-…` (cancellations).
+    pub invoice_number: String,
+    /// `RE` or `SR`.
+    pub invoice_type: String,
+    /// 100 draft, 200 open, 750 partially paid, 1000 paid.
+    pub status: u16,
+    /// The contact's id.
+    pub contact_id: String,
+    /// `header`.
+    pub header: Option<String>,
+    /// `customerInternalNote`.
+    pub customer_internal_note: Option<String>,
+    /// Currency.
+    pub currency: String,
+    /// Whether prices are net.
+    pub show_net: bool,
+    /// Positions.
+    pub positions: Vec<Position>,
+    /// Sum of bookings.
+    pub paid_amount: String,
+    /// Number of `bookAmount` calls that booked.
+    pub bookings: u32,
+    /// For a cancellation: the invoice it cancels.
+    pub cancels: Option<String>,
+    /// Set on an invoice that has been cancelled.
+    pub cancelled_by: Option<String>,
+}
+
+#[derive(Default)]
+struct Store {
+    faults: Faults,
+    /// Share of writes that are applied and then answered 500.
+    contacts: Vec<Contact>,
+    invoices: Vec<Invoice>,
+    next_id: u64,
+    calls: HashMap<String, usize>,
+}
+
+/// The sevDesk part of the sandbox state.
+pub struct SevDesk {
+    store: Mutex<Store>,
+    token: String,
+}
+
+impl Default for SevDesk {
+    fn default() -> Self {
+        Self {
+            store: Mutex::new(Store {
+                next_id: 1000,
+                ..Store::default()
+            }),
+            token: DEFAULT_TOKEN.to_owned(),
+        }
+    }
+}
+
+impl SevDesk {
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Invoices (and cancellations), oldest first.
+    pub fn invoices(&self) -> Vec<Invoice> {
+        self.store().invoices.clone()
+    }
+
+    /// Contacts, oldest first.
+    pub fn contacts(&self) -> Vec<Contact> {
+        self.store().contacts.clone()
+    }
+
+    /// How often each operation was called (e.g. `saveInvoice`).
+    pub fn calls(&self, operation: &str) -> usize {
+        self.store().calls.get(operation).copied().unwrap_or(0)
+    }
+
+    /// Replaces the faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.store().faults = faults;
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .json(json!({"error": {"message": message, "exceptionUUID": uuid_like()}}))
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+        fastrand::u32(..),
+        fastrand::u16(..),
+        fastrand::u16(..0x1000),
+        fastrand::u16(..0x1000),
+        fastrand::u64(..1 << 48)
+    )
+}
+
+/// What happens to one call after faults are considered.
+enum Plan {
+    /// Fail before doing anything.
+    FailBefore(u16, Option<u64>),
+    /// Do it and answer normally.
+    Proceed,
+    /// Do it, then answer 500.
+    CommitThenFail,
+    /// Do it, then never answer.
+    CommitThenHang,
+}
+
+async fn plan(
+    state: &SevDesk,
+    request: &HttpRequest,
+    operation: &str,
+    write: bool,
+) -> Result<Plan, HttpResponse> {
+    let faults = {
+        let mut store = state.store();
+        *store.calls.entry(operation.to_owned()).or_insert(0) += 1;
+        store.faults.clone()
+    };
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(state.token.as_str());
+    if !authorized {
+        return Err(error(StatusCode::UNAUTHORIZED, "Authentication required"));
+    }
+    if faults.hang {
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
+        return Ok(Plan::FailBefore(
+            faults.error_status.unwrap_or(503),
+            faults.retry_after_secs,
+        ));
+    }
+    if write && faults.commit_then_fail_rate > 0.0 && fastrand::f64() < faults.commit_then_fail_rate
+    {
+        return Ok(Plan::CommitThenFail);
+    }
+    if write && faults.commit_then_hang_rate > 0.0 && fastrand::f64() < faults.commit_then_hang_rate
+    {
+        return Ok(Plan::CommitThenHang);
+    }
+    Ok(Plan::Proceed)
+}
+
+async fn answer(plan: Plan, status: StatusCode, body: Value) -> HttpResponse {
+    match plan {
+        Plan::FailBefore(code, retry_after) => {
+            let mut r = HttpResponse::build(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            );
+            if let Some(secs) = retry_after {
+                r.insert_header(("retry-after", secs.to_string()));
+            }
+            r.json(json!({"error": {"message": "injected fault", "exceptionUUID": uuid_like()}}))
+        }
+        Plan::Proceed => HttpResponse::build(status).json(body),
+        Plan::CommitThenFail => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "injected: committed, then failed",
+        ),
+        Plan::CommitThenHang => {
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+            error(StatusCode::GATEWAY_TIMEOUT, "unreachable")
+        }
+    }
+}
+
+macro_rules! planned {
+    ($state:expr, $request:expr, $operation:expr, $write:expr) => {
+        match plan(&$state.sevdesk, &$request, $operation, $write).await {
+            Ok(Plan::FailBefore(code, retry_after)) => {
+                return answer(
+                    Plan::FailBefore(code, retry_after),
+                    StatusCode::OK,
+                    Value::Null,
+                )
+                .await
+            }
+            Ok(p) => p,
+            Err(response) => return response,
+        }
+    };
+}
+
+fn invoice_json(i: &Invoice) -> Value {
+    let gross: f64 = i
+        .positions
+        .iter()
+        .map(|p| p.quantity.parse::<f64>().unwrap_or(0.0) * p.price.parse::<f64>().unwrap_or(0.0))
+        .sum();
+    json!({
+        "id": i.id,
+        "objectName": "Invoice",
+        "invoiceNumber": i.invoice_number,
+        "invoiceType": i.invoice_type,
+        "status": i.status.to_string(),
+        "contact": {"id": i.contact_id, "objectName": "Contact"},
+        "header": i.header,
+        "customerInternalNote": i.customer_internal_note,
+        "currency": i.currency,
+        "showNet": if i.show_net { "1" } else { "0" },
+        "paidAmount": i.paid_amount,
+        "sumPositions": format!("{gross:.2}"),
+    })
+}
+
+fn contact_json(c: &Contact) -> Value {
+    json!({"id": c.id, "objectName": "Contact", "customerNumber": c.customer_number, "name": c.name, "category": {"id": "3", "objectName": "Category"}})
+}
+
+/// `GET /CheckAccount`
+pub async fn check_accounts(request: HttpRequest, state: web::Data<crate::State>) -> HttpResponse {
+    let p = planned!(state, request, "CheckAccount", false);
+    answer(p, StatusCode::OK, json!({"objects": [{"id": CHECK_ACCOUNT_ID, "objectName": "CheckAccount", "name": "Sandbox bank", "type": "online"}]})).await
+}
+
+#[derive(Deserialize)]
+pub struct ContactQuery {
+    #[serde(rename = "customerNumber")]
+    customer_number: Option<String>,
+}
+
+/// `GET /Contact?customerNumber=…&depth=1`
+pub async fn search_contacts(
+    request: HttpRequest,
+    query: web::Query<ContactQuery>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "Contact.search", false);
+    let found: Vec<Value> = state
+        .sevdesk
+        .contacts()
+        .iter()
+        .filter(|c| query.customer_number.is_none() || c.customer_number == query.customer_number)
+        .map(contact_json)
+        .collect();
+    answer(p, StatusCode::OK, json!({"objects": found})).await
+}
+
+/// `POST /Contact`
+pub async fn create_contact(
+    request: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "Contact.create", true);
+    let b = body.into_inner();
+    if b["category"]["id"].as_i64() != Some(3) && b["category"]["id"].as_str() != Some("3") {
+        return error(StatusCode::BAD_REQUEST, "category is required");
+    }
+    let name = b["name"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            Some(format!(
+                "{} {}",
+                b["surename"].as_str()?,
+                b["familyname"].as_str()?
+            ))
+        })
+        .unwrap_or_default();
+    if name.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name or surename/familyname is required",
+        );
+    }
+    let contact = {
+        let mut store = state.sevdesk.store();
+        store.next_id += 1;
+        let c = Contact {
+            id: store.next_id.to_string(),
+            customer_number: b["customerNumber"].as_str().map(str::to_owned),
+            name,
+        };
+        store.contacts.push(c.clone());
+        c
+    };
+    answer(
+        p,
+        StatusCode::CREATED,
+        json!({"objects": contact_json(&contact)}),
+    )
+    .await
+}
+
+/// `POST /Invoice/Factory/saveInvoice`
+pub async fn save_invoice(
+    request: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "saveInvoice", true);
+    let b = body.into_inner();
+    let inv = &b["invoice"];
+    let Some(contact_id) = inv["contact"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| inv["contact"]["id"].as_i64().map(|n| n.to_string()))
+    else {
+        return error(StatusCode::BAD_REQUEST, "invoice.contact is required");
+    };
+    if !state.sevdesk.contacts().iter().any(|c| c.id == contact_id) {
+        return error(StatusCode::BAD_REQUEST, "contact does not exist");
+    }
+    let Some(positions) = b["invoicePosSave"].as_array() else {
+        return error(StatusCode::BAD_REQUEST, "invoicePosSave is required");
+    };
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    let positions: Vec<Position> = positions
+        .iter()
+        .map(|p| Position {
+            name: text(&p["name"]),
+            quantity: text(&p["quantity"]),
+            price: text(&p["price"]),
+            tax_rate: text(&p["taxRate"]),
+        })
+        .collect();
+    let invoice = {
+        let mut store = state.sevdesk.store();
+        store.next_id += 1;
+        let number = store
+            .invoices
+            .iter()
+            .filter(|i| i.invoice_type == "RE")
+            .count()
+            + 1;
+        let i = Invoice {
+            id: store.next_id.to_string(),
+            invoice_number: format!("RE-{number:05}"),
+            invoice_type: "RE".into(),
+            status: 100,
+            contact_id,
+            header: inv["header"].as_str().map(str::to_owned),
+            customer_internal_note: inv["customerInternalNote"].as_str().map(str::to_owned),
+            currency: inv["currency"].as_str().unwrap_or("EUR").to_owned(),
+            show_net: inv["showNet"].as_bool().unwrap_or(true)
+                || inv["showNet"].as_str() == Some("1"),
+            positions,
+            paid_amount: "0".into(),
+            bookings: 0,
+            cancels: None,
+            cancelled_by: None,
+        };
+        store.invoices.push(i.clone());
+        i
+    };
+    answer(
+        p,
+        StatusCode::CREATED,
+        json!({"objects": {"invoice": invoice_json(&invoice), "invoicePos": []}}),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct InvoiceQuery {
+    /// sevDesk spells the filter this way.
+    #[serde(rename = "customerIntenalNote")]
+    customer_internal_note: Option<String>,
+    #[serde(rename = "headerSearch")]
+    header_search: Option<String>,
+}
+
+/// `GET /Invoice?customerIntenalNote=…` (sic) or `?headerSearch=…`
+pub async fn search_invoices(
+    request: HttpRequest,
+    query: web::Query<InvoiceQuery>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "Invoice.search", false);
+    let found: Vec<Value> = state
+        .sevdesk
+        .invoices()
+        .iter()
+        .filter(|i| {
+            query
+                .customer_internal_note
+                .as_ref()
+                .is_none_or(|n| i.customer_internal_note.as_ref() == Some(n))
+        })
+        .filter(|i| {
+            query
+                .header_search
+                .as_ref()
+                .is_none_or(|h| i.header.as_deref().is_some_and(|x| x.contains(h.as_str())))
+        })
+        .map(invoice_json)
+        .collect();
+    answer(p, StatusCode::OK, json!({"objects": found})).await
+}
+
+/// `GET /Invoice/{id}`
+pub async fn get_invoice(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "Invoice.get", false);
+    match state.sevdesk.invoices().iter().find(|i| i.id == *id) {
+        Some(i) => answer(p, StatusCode::OK, json!({"objects": [invoice_json(i)]})).await,
+        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
+    }
+}
+
+fn with_invoice<T>(state: &SevDesk, id: &str, f: impl FnOnce(&mut Store, usize) -> T) -> Option<T> {
+    let mut store = state.store();
+    let index = store.invoices.iter().position(|i| i.id == id)?;
+    Some(f(&mut store, index))
+}
+
+/// `PUT /Invoice/{id}/sendBy`: draft → open.
+pub async fn send_by(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "sendBy", true);
+    let sent = with_invoice(&state.sevdesk, &id, |store, i| {
+        let invoice = &mut store.invoices[i];
+        if invoice.status == 100 {
+            invoice.status = 200;
+        }
+        invoice.clone()
+    });
+    match sent {
+        Some(i) => answer(p, StatusCode::OK, json!({"objects": invoice_json(&i)})).await,
+        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
+    }
+}
+
+/// `PUT /Invoice/{id}/bookAmount`
+pub async fn book_amount(
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "bookAmount", true);
+    let amount = match &body["amount"] {
+        Value::Number(n) => n.as_f64().unwrap_or(0.0),
+        Value::String(s) => s.parse().unwrap_or(0.0),
+        _ => 0.0,
+    };
+    if amount <= 0.0
+        || body["checkAccount"]["id"].as_str() != Some(CHECK_ACCOUNT_ID)
+            && body["checkAccount"]["id"]
+                .as_i64()
+                .map(|n| n.to_string())
+                .as_deref()
+                != Some(CHECK_ACCOUNT_ID)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "amount and a valid checkAccount are required",
+        );
+    }
+    let booked = with_invoice(&state.sevdesk, &id, |store, i| {
+        let invoice = &mut store.invoices[i];
+        if invoice.status < 200 {
+            return Err("invoice is still a draft");
+        }
+        let total: f64 = invoice
+            .positions
+            .iter()
+            .map(|p| {
+                p.quantity.parse::<f64>().unwrap_or(0.0) * p.price.parse::<f64>().unwrap_or(0.0)
+            })
+            .sum();
+        let paid = invoice.paid_amount.parse::<f64>().unwrap_or(0.0) + amount;
+        invoice.paid_amount = format!("{paid:.2}");
+        invoice.bookings += 1;
+        invoice.status = if paid + 0.005 >= total { 1000 } else { 750 };
+        Ok(invoice.clone())
+    });
+    match booked {
+        Some(Ok(i)) => answer(p, StatusCode::OK, json!({"objects": invoice_json(&i)})).await,
+        Some(Err(message)) => error(StatusCode::BAD_REQUEST, message),
+        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
+    }
+}
+
+/// `POST /Invoice/{id}/cancelInvoice`: creates a cancellation invoice (`SR`).
+pub async fn cancel_invoice(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "cancelInvoice", true);
+    let cancelled = with_invoice(&state.sevdesk, &id, |store, i| {
+        if store.invoices[i].cancelled_by.is_some() {
+            return Err("invoice is already cancelled");
+        }
+        store.next_id += 1;
+        let cancel_id = store.next_id.to_string();
+        let number = store
+            .invoices
+            .iter()
+            .filter(|x| x.invoice_type == "SR")
+            .count()
+            + 1;
+        let original = store.invoices[i].clone();
+        store.invoices[i].cancelled_by = Some(cancel_id.clone());
+        let sr = Invoice {
+            id: cancel_id,
+            invoice_number: format!("SR-{number:05}"),
+            invoice_type: "SR".into(),
+            status: 1000,
+            cancels: Some(original.id.clone()),
+            cancelled_by: None,
+            positions: original
+                .positions
+                .iter()
+                .map(|p| Position {
+                    price: format!("-{}", p.price),
+                    ..p.clone()
+                })
+                .collect(),
+            paid_amount: "0".into(),
+            bookings: 0,
+            ..original
+        };
+        store.invoices.push(sr.clone());
+        Ok(sr)
+    });
+    match cancelled {
+        Some(Ok(sr)) => {
+            answer(
+                p,
+                StatusCode::CREATED,
+                json!({"objects": invoice_json(&sr)}),
+            )
+            .await
+        }
+        Some(Err(message)) => error(StatusCode::BAD_REQUEST, message),
+        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
+    }
+}
+
+/// `GET /_sandbox/sevdesk/invoices`
+pub async fn sandbox_invoices(state: web::Data<crate::State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.sevdesk.invoices())
+}
+
+/// `GET /_sandbox/sevdesk/contacts`
+pub async fn sandbox_contacts(state: web::Data<crate::State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.sevdesk.contacts())
+}
+
+/// `PUT /_sandbox/faults/sevdesk`
+pub async fn put_faults(faults: web::Json<Faults>, state: web::Data<crate::State>) -> HttpResponse {
+    state.sevdesk.set_faults(faults.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+/// Registers the sevDesk routes under `/api/v1`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/v1")
+            .route("/CheckAccount", web::get().to(check_accounts))
+            .route("/Contact", web::get().to(search_contacts))
+            .route("/Contact", web::post().to(create_contact))
+            .route("/Invoice/Factory/saveInvoice", web::post().to(save_invoice))
+            .route("/Invoice", web::get().to(search_invoices))
+            .route("/Invoice/{id}", web::get().to(get_invoice))
+            .route("/Invoice/{id}/sendBy", web::put().to(send_by))
+            .route("/Invoice/{id}/bookAmount", web::put().to(book_amount))
+            .route(
+                "/Invoice/{id}/cancelInvoice",
+                web::post().to(cancel_invoice),
+            ),
+    )
+    .route(
+        "/_sandbox/sevdesk/invoices",
+        web::get().to(sandbox_invoices),
+    )
+    .route(
+        "/_sandbox/sevdesk/contacts",
+        web::get().to(sandbox_contacts),
+    )
+    .route("/_sandbox/faults/sevdesk", web::put().to(put_faults));
+}
