@@ -294,6 +294,41 @@ impl Envelope {
         })
     }
 
+    /// Builds the envelope of a change found by polling the Shopify Admin API.
+    ///
+    /// The idempotency key comes from the same [`idempotency::derive`] as a webhook's, so a change
+    /// that arrives both ways is applied once. `webhook_id` is a synthetic `reconciliation:<uuid>`
+    /// (there was no webhook), and a new trace starts here.
+    pub fn from_reconciliation(
+        shop_domain: &str,
+        topic: &str,
+        api_version: &str,
+        payload: Box<RawValue>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Self, EnvelopeError> {
+        if !payload.get().starts_with('{') {
+            return Err(EnvelopeError::NotAnObject);
+        }
+        let webhook_id = format!("reconciliation:{}", Uuid::now_v7());
+        let idempotency_key = idempotency::derive(shop_domain, topic, payload.get())
+            .unwrap_or_else(|_| IdempotencyKey::from_webhook_id(shop_domain, topic, &webhook_id));
+        Ok(Self {
+            schema_version: SCHEMA_VERSION,
+            event_id: Uuid::now_v7(),
+            webhook_id,
+            shopify_event_id: None,
+            topic: topic.to_owned(),
+            shop_domain: shop_domain.to_owned(),
+            api_version: api_version.to_owned(),
+            triggered_at: None,
+            received_at,
+            source: Source::Reconciliation,
+            idempotency_key,
+            traceparent: TraceParent::new_root().to_string(),
+            payload,
+        })
+    }
+
     /// Serialises the envelope as published (compact JSON, payload embedded verbatim).
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self)
@@ -469,6 +504,28 @@ mod tests {
             env.idempotency_key.as_str(),
             "example.myshopify.com:carts/create:webhook:b54557e4-bdd9-4b37-8a5f-bf7d70bcd040"
         );
+    }
+
+    #[test]
+    fn a_reconciled_change_gets_the_same_key_as_its_webhook() {
+        let body = r#"{"id":7,"updated_at":"2026-11-20T10:16:40-05:00"}"#;
+        let h = good_headers();
+        let headers = WebhookHeaders::parse(|n| h.get(n).copied()).unwrap();
+        let webhook =
+            Envelope::from_webhook(headers, verified(body), Utc::now(), TraceParent::new_root())
+                .unwrap();
+        let raw = RawValue::from_string(body.to_owned()).unwrap();
+        let polled = Envelope::from_reconciliation(
+            "example.myshopify.com",
+            "orders/paid",
+            "2025-10",
+            raw,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(polled.idempotency_key, webhook.idempotency_key);
+        assert_eq!(polled.source, Source::Reconciliation);
+        assert!(polled.webhook_id.starts_with("reconciliation:"));
     }
 
     #[test]

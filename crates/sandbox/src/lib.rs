@@ -12,6 +12,8 @@
 //! - `PUT /_sandbox/faults/erp`: set the ERP's [`Faults`]; `DELETE` clears them.
 //! - sevDesk API v1 under `/api/v1` (see [`sevdesk`]), its state at `/_sandbox/sevdesk/…`, its
 //!   faults at `PUT /_sandbox/faults/sevdesk`.
+//! - Shopify's Admin API order list under `/shops/{shop}/admin/api/{version}/orders.json` (see
+//!   [`shopify`]).
 //! - `GET /healthz`.
 
 use std::net::TcpListener;
@@ -19,6 +21,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 pub mod sevdesk;
+pub mod shopify;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
@@ -73,6 +76,8 @@ pub struct State {
     erp: Mutex<ErpState>,
     /// The sevDesk API's state.
     pub sevdesk: sevdesk::SevDesk,
+    /// The Shopify Admin API's state.
+    pub shopify: shopify::Shopify,
 }
 
 impl State {
@@ -182,6 +187,7 @@ impl Sandbox {
             App::new()
                 .app_data(data.clone())
                 .configure(sevdesk::configure)
+                .configure(shopify::configure)
                 .route("/erp/stock-levels", web::post().to(erp_stock_levels))
                 .route("/_sandbox/erp/requests", web::get().to(erp_requests))
                 .route("/_sandbox/faults/erp", web::put().to(put_erp_faults))
@@ -221,6 +227,11 @@ impl Sandbox {
     /// The sevDesk base URL (`HOOKLINE_SEVDESK_URL`).
     pub fn sevdesk_url(&self) -> String {
         format!("{}/api/v1", self.base_url)
+    }
+
+    /// The Shopify Admin base URL template (`HOOKLINE_SHOPIFY_ADMIN_URL`): `{shop}` is replaced.
+    pub fn shopify_admin_url(&self) -> String {
+        format!("{}/shops/{{shop}}", self.base_url)
     }
 
     /// Stops serving.

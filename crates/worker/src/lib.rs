@@ -13,7 +13,8 @@
 //! - [`error`]: typed errors and their classification (retryable or permanent);
 //! - [`failure`]: the failure headers a retry or dead letter carries;
 //! - [`outbox`] + [`erp`]: the relay that sends committed outbox rows to the ERP;
-//! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]).
+//! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]);
+//! - [`reconcile`]: the poller that republishes orders whose webhooks never got through.
 //!
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
@@ -26,6 +27,7 @@ pub mod http;
 pub mod idempotency;
 pub mod migrate;
 pub mod outbox;
+pub mod reconcile;
 pub mod schema;
 pub mod settings;
 pub mod sevdesk;

@@ -17,6 +17,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "order_sync",
         include_str!("../../../migrations/0002_order_sync.sql"),
     ),
+    (
+        3,
+        "reconcile_watermarks",
+        include_str!("../../../migrations/0003_reconcile_watermarks.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -84,6 +84,8 @@ pub struct Settings {
     pub outbox: OutboxSettings,
     /// `HOOKLINE_OUTBOX_RELAY` (`true`): run the relay in this process.
     pub run_outbox_relay: bool,
+    /// The reconciliation poller (off when no shop is configured).
+    pub reconcile: crate::reconcile::ReconcileSettings,
     /// Circuit breaker of each downstream (defaults of the core breaker).
     pub breaker: BreakerConfig,
     /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS` (25): on SIGTERM, how long in-flight work may take.
@@ -226,6 +228,45 @@ impl Settings {
                 )?),
             },
             run_outbox_relay: env.parse("HOOKLINE_OUTBOX_RELAY", true, "expected true or false")?,
+            reconcile: crate::reconcile::ReconcileSettings {
+                shops: env
+                    .string("HOOKLINE_RECONCILE_SHOPS", "")
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|pair| {
+                        let (shop, token) =
+                            pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                                name: "HOOKLINE_RECONCILE_SHOPS",
+                                value: pair.split('=').next().unwrap_or_default().to_owned(),
+                                reason: "expected shop=token pairs, comma-separated",
+                            })?;
+                        Ok(crate::reconcile::ShopAccess {
+                            shop: shop.trim().to_ascii_lowercase(),
+                            token: Secret::new(token.trim()),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, ConfigError>>()?,
+                interval: Duration::from_secs(
+                    env.parse("HOOKLINE_RECONCILE_INTERVAL_SECS", 300, "expected seconds")?
+                        .max(1),
+                ),
+                overlap: Duration::from_secs(env.parse(
+                    "HOOKLINE_RECONCILE_OVERLAP_SECS",
+                    600,
+                    "expected seconds",
+                )?),
+                lookback: Duration::from_secs(env.parse(
+                    "HOOKLINE_RECONCILE_LOOKBACK_SECS",
+                    86_400,
+                    "expected seconds",
+                )?),
+                admin_url: env.string("HOOKLINE_SHOPIFY_ADMIN_URL", "https://{shop}"),
+                api_version: env.string("HOOKLINE_SHOPIFY_API_VERSION", "2025-10"),
+                page_limit: env
+                    .parse::<u32>("HOOKLINE_RECONCILE_PAGE_LIMIT", 250, "expected 1 to 250")?
+                    .clamp(1, 250),
+            },
             breaker: BreakerConfig {
                 open_for: Duration::from_millis(env.parse(
                     "HOOKLINE_BREAKER_OPEN_MS",

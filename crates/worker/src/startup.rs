@@ -24,6 +24,7 @@ use crate::erp::ErpClient;
 use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::outbox::Relay;
+use crate::reconcile::Reconciler;
 use crate::settings::Settings;
 use crate::sevdesk::SevDeskClient;
 
@@ -67,6 +68,7 @@ pub struct Worker {
     handlers: BTreeMap<Domain, Arc<dyn DomainHandler>>,
     claims: Claims,
     relay: Option<Relay>,
+    reconciler: Option<Reconciler>,
     listener: TcpListener,
     health: Arc<Health>,
 }
@@ -134,6 +136,19 @@ impl Worker {
         } else {
             None
         };
+        let reconciler = if settings.reconcile.shops.is_empty() {
+            None
+        } else {
+            Some(
+                Reconciler::new(
+                    pool(settings.database_url.expose(), 2)?,
+                    settings.reconcile.clone(),
+                    settings.amqp_url.expose().to_owned(),
+                    settings.topology,
+                )
+                .context("cannot build the reconciliation poller")?,
+            )
+        };
         let listener = TcpListener::bind(&settings.http_addr).with_context(|| {
             format!(
                 "cannot bind HOOKLINE_WORKER_HTTP_ADDR={}",
@@ -146,6 +161,7 @@ impl Worker {
             handlers,
             claims,
             relay,
+            reconciler,
             listener,
             health,
         })
@@ -177,6 +193,9 @@ impl Worker {
         let server = http::server(self.listener, self.health.clone())?;
         let server_handle = server.handle();
         let http_task = tokio::spawn(server);
+        let reconcile_task = self
+            .reconciler
+            .map(|r| tokio::spawn(r.run(shutdown.clone())));
         let relay_task = self.relay.map(|relay| {
             tokio::spawn(relay.run(
                 self.settings.database_url.expose().to_owned(),
@@ -201,6 +220,9 @@ impl Worker {
         consume_until(&self.settings, bulkheads, &self.health, &shutdown).await;
 
         if let Some(task) = relay_task {
+            let _ = task.await;
+        }
+        if let Some(task) = reconcile_task {
             let _ = task.await;
         }
         server_handle.stop(true).await;

@@ -109,6 +109,10 @@ pub struct World {
 
 impl World {
     pub async fn new() -> Self {
+        // RUST_LOG=… shows the in-process workers' logs when a test needs a closer look.
+        if std::env::var_os("RUST_LOG").is_some() {
+            hookline_telemetry::init_logging(hookline_telemetry::LogFormat::Text);
+        }
         let vhost = TestVhost::create();
         let amqp = vhost.connect().await;
         let channel = amqp.create_channel().await.unwrap();

@@ -8,3 +8,4 @@ mod inventory;
 mod orders;
 mod outbox;
 mod process;
+mod reconcile;

@@ -22,8 +22,17 @@ async fn migrate_creates_the_schema_once_and_is_idempotent() {
         assert!(status.success());
     }
     let versions = hookline_worker::migrate::MIGRATIONS.len() as i64;
-    assert_eq!(world.db.count("hookline_migrations").await, versions, "each migration applied once");
-    for table in ["processed_events", "warehouse_stock", "outbox_events", "order_sync"] {
+    assert_eq!(
+        world.db.count("hookline_migrations").await,
+        versions,
+        "each migration applied once"
+    );
+    for table in [
+        "processed_events",
+        "warehouse_stock",
+        "outbox_events",
+        "order_sync",
+    ] {
         assert_eq!(world.db.count(table).await, 0, "{table} exists");
     }
 }

@@ -1,0 +1,96 @@
+//! Lost webhooks are recovered by the reconciliation poller, and nothing is invoiced twice.
+
+use std::time::Duration;
+
+use hookline_sandbox::Faults;
+use hookline_sandbox::shopify::{ACCESS_TOKEN, generate_order};
+use hookline_testkit::envelope;
+
+use crate::helpers::{SHOP, World};
+
+#[tokio::test]
+async fn orders_whose_webhooks_were_lost_are_invoiced_after_one_reconciliation_cycle() {
+    let world = World::new().await;
+    let sandbox = &world.erp.sandbox;
+    let now = chrono::Utc::now().fixed_offset();
+    let n: i64 = 20;
+    for i in 0..n {
+        let order = generate_order(70_000 + i, true, now - chrono::Duration::minutes(30 - i));
+        sandbox.state.shopify.upsert_order(SHOP, order.clone());
+        // Shopify delivers three quarters of the webhooks; the rest are lost.
+        if i % 4 != 0 {
+            world
+                .publish(&envelope("orders/paid", SHOP, &order.to_string()))
+                .await;
+        }
+    }
+    // And the Admin API is rate limited now and then.
+    sandbox.state.shopify.set_faults(Faults {
+        error_rate: 0.3,
+        error_status: Some(429),
+        retry_after_secs: Some(1),
+        ..Faults::default()
+    });
+    let shops = format!("{SHOP}={ACCESS_TOKEN}");
+    let admin = sandbox.shopify_admin_url();
+    let _worker = world
+        .spawn_worker(&[
+            ("HOOKLINE_WORKER_DOMAINS", "orders"),
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+            ("HOOKLINE_RECONCILE_SHOPS", &shops),
+            ("HOOKLINE_SHOPIFY_ADMIN_URL", &admin),
+            ("HOOKLINE_RECONCILE_INTERVAL_SECS", "2"),
+            ("HOOKLINE_RECONCILE_LOOKBACK_SECS", "3600"),
+            ("HOOKLINE_RECONCILE_PAGE_LIMIT", "7"),
+        ])
+        .await;
+    let booked = world
+        .db
+        .wait_count(
+            "order_sync WHERE state = 'payment_booked'",
+            n,
+            Duration::from_secs(90),
+        )
+        .await;
+    assert_eq!(
+        booked, n,
+        "every paid order is booked, the lost ones through reconciliation"
+    );
+    // Let another cycle run: everything is in sync, so nothing more is published or created.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .wait_queue_empty("hookline.orders", Duration::from_secs(20))
+        .await;
+    let invoices: Vec<_> = sandbox
+        .state
+        .sevdesk
+        .invoices()
+        .into_iter()
+        .filter(|i| i.invoice_type == "RE")
+        .collect();
+    assert_eq!(invoices.len(), n as usize);
+    assert!(
+        invoices.iter().all(|i| i.bookings == 1 && i.status == 1000),
+        "each paid once"
+    );
+    assert_eq!(sandbox.state.sevdesk.calls("saveInvoice"), n as usize);
+    assert!(
+        sandbox.state.shopify.calls() >= 3,
+        "paged through the orders (7 per page)"
+    );
+    let client = world.db.client().await;
+    let watermark: chrono::DateTime<chrono::Utc> = client
+        .query_one(
+            "SELECT updated_at_min FROM reconcile_watermarks WHERE shop_domain = $1",
+            &[&SHOP],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let newest = (now - chrono::Duration::minutes(30 - (n - 1))).with_timezone(&chrono::Utc);
+    // PostgreSQL keeps microseconds; the sandbox wrote nanoseconds.
+    assert!(
+        (watermark - newest).num_milliseconds().abs() < 1,
+        "watermark {watermark} advanced to the newest order {newest}"
+    );
+}
