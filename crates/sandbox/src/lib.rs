@@ -20,6 +20,7 @@ use std::net::TcpListener;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+pub mod deliver;
 pub mod sevdesk;
 pub mod shopify;
 
@@ -37,12 +38,14 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Share of requests (0.0–1.0) answered with `error_status` instead of success.
     pub error_rate: f64,
-    /// The status of injected errors (default 503).
+    /// The status of injected errors; by default 429, 500 or 503 at random.
     pub error_status: Option<u16>,
     /// `Retry-After` seconds sent with injected 429/503 answers.
     pub retry_after_secs: Option<u64>,
     /// Never answer: hold the request until the client gives up.
     pub hang: bool,
+    /// Share of requests (sevDesk) held for 30 s before anything is done: the client times out.
+    pub timeout_rate: f64,
     /// Share of writes (sevDesk) that are applied and then answered 500.
     pub commit_then_fail_rate: f64,
     /// Share of writes (sevDesk) that are applied and then never answered.
@@ -104,9 +107,16 @@ impl State {
 /// The status to answer, given the faults: an injected error at `error_rate`, else `success`.
 fn decide(faults: &Faults, success: u16) -> u16 {
     if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
-        return faults.error_status.unwrap_or(503);
+        return injected_status(faults);
     }
     success
+}
+
+/// The status of an injected error: the configured one, or 429, 500 or 503 at random.
+pub fn injected_status(faults: &Faults) -> u16 {
+    faults
+        .error_status
+        .unwrap_or_else(|| [429, 500, 503][fastrand::usize(..3)])
 }
 
 async fn erp_stock_levels(

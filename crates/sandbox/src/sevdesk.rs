@@ -75,6 +75,8 @@ pub struct Invoice {
     pub paid_amount: String,
     /// Number of `bookAmount` calls that booked.
     pub bookings: u32,
+    /// When the last booking was made.
+    pub booked_at: Option<chrono::DateTime<chrono::Utc>>,
     /// For a cancellation: the invoice it cancels.
     pub cancels: Option<String>,
     /// Set on an invoice that has been cancelled.
@@ -406,6 +408,7 @@ pub async fn save_invoice(
             positions,
             paid_amount: "0".into(),
             bookings: 0,
+            booked_at: None,
             cancels: None,
             cancelled_by: None,
         };
@@ -537,6 +540,7 @@ pub async fn book_amount(
         let paid = invoice.paid_amount.parse::<f64>().unwrap_or(0.0) + amount;
         invoice.paid_amount = format!("{paid:.2}");
         invoice.bookings += 1;
+        invoice.booked_at = Some(chrono::Utc::now());
         invoice.status = if paid + 0.005 >= total { 1000 } else { 750 };
         Ok(invoice.clone())
     });
@@ -585,6 +589,7 @@ pub async fn cancel_invoice(
                 .collect(),
             paid_amount: "0".into(),
             bookings: 0,
+            booked_at: None,
             ..original
         };
         store.invoices.push(sr.clone());
