@@ -17,16 +17,21 @@ LEVEL=$(mktemp)
 printf '{"inventory_item_id":271878346596884015,"location_id":24826418,"available":%d,"updated_at":"%s","admin_graphql_api_id":"gid://shopify/InventoryLevel/24826418?inventory_item_id=271878346596884015"}' \
   $((RANDOM % 100)) "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" > "$LEVEL"
 
+# A new order id each run, for the same reason.
+ORDER=$(mktemp)
+sed "s/820982911946154508/$(date +%s%N | cut -c1-18)/g" fixtures/shopify/orders-paid.json > "$ORDER"
+
 echo "1. Signed webhooks, answered 200 only once RabbitMQ confirmed them:"
 send inventory_levels/update "$LEVEL"
-send orders/paid fixtures/shopify/orders-paid.json
+send orders/paid "$ORDER"
 send carts/create fixtures/shopify/orders-paid.json
-echo "2. The same inventory change again (Shopify retries): accepted, applied once:"
+echo "2. The same changes again (Shopify retries): accepted, applied once:"
 send inventory_levels/update "$LEVEL"
+send orders/paid "$ORDER"
 echo "3. A forged signature: refused, nothing published:"
 send orders/paid fixtures/shopify/orders-paid.json not-the-secret
 
-sleep 1.5
+sleep 2
 echo
 echo "4. Stock in PostgreSQL (worker, one transaction with the outbox row):"
 psql -h 127.0.0.1 -U postgres -d test -Atc \
@@ -40,7 +45,14 @@ for r in json.load(open(sys.argv[1]))[-3:]:
     p = r["body"]["payload"]
     print(f"  {r['idempotency_key']}: item {p['inventory_item_id']} available {p['available']} (version {p['version']}) -> {r['answered']}")
 PY
-echo "6. Queues (orders wait for the orders domain; carts/create is kept in hookline.unrouted):"
+echo "6. Invoices in sevDesk (sandbox) for the paid order — one, however often it was delivered:"
+curl -fsS "http://$HOOKLINE_SANDBOX_ADDR/_sandbox/sevdesk/invoices" -o /tmp/hookline-demo-invoices.json
+python3 - /tmp/hookline-demo-invoices.json <<'PY'
+import json, sys
+for i in json.load(open(sys.argv[1])):
+    print(f"  {i['invoice_number']} ({i['customer_internal_note']}): status {i['status']}, paid {i['paid_amount']} {i['currency']}, {len(i['positions'])} positions")
+PY
+echo "7. Queues (carts/create is kept in hookline.unrouted, nothing dead-lettered):"
 if curl -fsS -u guest:guest "http://127.0.0.1:15672/api/queues/%2f?columns=name,messages" -o /tmp/hookline-demo-queues.json 2>/dev/null; then
   python3 - /tmp/hookline-demo-queues.json <<'PY'
 import json, sys
