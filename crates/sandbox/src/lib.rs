@@ -253,6 +253,95 @@ impl Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hookline_core::Verifier;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A stand-in ingestor that verifies signatures and counts deliveries per webhook id.
+    #[tokio::test]
+    async fn simulated_shopify_signs_duplicates_and_loses_webhooks_as_asked() {
+        let sandbox = Sandbox::spawn("127.0.0.1:0").unwrap();
+        let received: web::Data<Mutex<Vec<(String, String)>>> = web::Data::new(Mutex::new(vec![]));
+        let bad = web::Data::new(AtomicUsize::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/webhooks/shopify", listener.local_addr().unwrap());
+        let (r, b) = (received.clone(), bad.clone());
+        let server = HttpServer::new(move || {
+            App::new().app_data(r.clone()).app_data(b.clone()).route(
+                "/webhooks/shopify",
+                web::post().to(
+                    |req: HttpRequest,
+                     body: web::Bytes,
+                     r: web::Data<Mutex<Vec<(String, String)>>>,
+                     b: web::Data<AtomicUsize>| async move {
+                        let h = |n: &str| {
+                            req.headers()
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned()
+                        };
+                        if Verifier::new(["s3cret"])
+                            .unwrap()
+                            .verify(body.to_vec(), Some(&h("x-shopify-hmac-sha256")))
+                            .is_err()
+                        {
+                            b.fetch_add(1, Ordering::SeqCst);
+                            return HttpResponse::Unauthorized().finish();
+                        }
+                        r.lock()
+                            .unwrap()
+                            .push((h("x-shopify-webhook-id"), h("x-shopify-topic")));
+                        HttpResponse::Ok().finish()
+                    },
+                ),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+
+        let simulation = json!({"count": 50, "ingestor_url": url, "secret": "s3cret", "plan": {"duplicate_rate": 0.5, "loss_rate": 0.2, "reorder_rate": 0.3}});
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/_sandbox/shopify/shop.myshopify.com/simulate",
+                sandbox.base_url
+            ))
+            .json(&simulation)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let received = received.lock().unwrap().clone();
+        assert_eq!(
+            bad.load(Ordering::SeqCst),
+            0,
+            "every webhook correctly signed"
+        );
+        let lost = report["lost"].as_array().unwrap().len();
+        let accepted = report["accepted"].as_u64().unwrap() as usize;
+        assert_eq!(accepted + lost, 100, "50 orders, two webhooks each");
+        assert!((5..=40).contains(&lost), "about 20 % lost: {lost}");
+        let mut ids: Vec<&String> = received.iter().map(|(id, _)| id).collect();
+        let deliveries = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), accepted, "one webhook id per webhook");
+        assert!(
+            deliveries > accepted + 10,
+            "duplicates reuse the webhook id: {deliveries} deliveries of {accepted}"
+        );
+        assert_eq!(
+            sandbox.state.shopify.orders("shop.myshopify.com").len(),
+            50,
+            "kept for the Admin API"
+        );
+    }
 
     #[tokio::test]
     async fn records_requests_and_injects_faults_over_real_http() {

@@ -256,9 +256,57 @@ pub async fn sandbox_orders(
     HttpResponse::Ok().json(state.shopify.orders(&shop))
 }
 
+/// `POST /_sandbox/shopify/{shop}/simulate`: what Shopify would do for `count` new paid orders.
+#[derive(Debug, Deserialize)]
+pub struct Simulation {
+    /// Orders to create (kept for the Admin API) and announce.
+    pub count: usize,
+    /// The ingestor's webhook URL.
+    pub ingestor_url: String,
+    /// The app's client secret.
+    pub secret: String,
+    /// How to deliver (duplicates, losses, reordering).
+    #[serde(default)]
+    pub plan: crate::deliver::Plan,
+}
+
+/// Generates the orders, keeps them for the Admin API, delivers their webhooks; answers the
+/// delivery report.
+pub async fn simulate(
+    shop: web::Path<String>,
+    simulation: web::Json<Simulation>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let base = fastrand::i64(1_000_000_000..2_000_000_000) * 1000;
+    let now = now();
+    let orders: Vec<Value> = (0..simulation.count as i64)
+        .map(|i| generate_order(base + i, true, now))
+        .collect();
+    for order in &orders {
+        state.shopify.upsert_order(&shop, order.clone());
+    }
+    let webhooks: Vec<crate::deliver::Webhook> = orders
+        .iter()
+        .flat_map(crate::deliver::order_webhooks)
+        .collect();
+    let report = crate::deliver::deliver(
+        &simulation.ingestor_url,
+        &simulation.secret,
+        &shop,
+        &webhooks,
+        &simulation.plan,
+    )
+    .await;
+    HttpResponse::Ok().json(report)
+}
+
 /// Registers the Shopify routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
+        "/_sandbox/shopify/{shop}/simulate",
+        web::post().to(simulate),
+    )
+    .route(
         "/shops/{shop}/admin/api/{version}/orders.json",
         web::get().to(list_orders),
     )

@@ -299,3 +299,50 @@ async fn an_order_whose_total_does_not_add_up_is_dead_lettered_before_sevdesk_se
     );
     assert_eq!(world.erp.sandbox.state.sevdesk.calls("saveInvoice"), 0);
 }
+
+#[tokio::test]
+async fn updates_interleaved_with_a_duplicated_payment_end_in_one_booked_invoice() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[ORDERS_ONLY, &[("HOOKLINE_ORDERS_CONCURRENCY", "4")]].concat())
+        .await;
+    let body = include_str!("../../../../fixtures/shopify/orders-paid.json");
+    let updated = |minute: u32| {
+        let b = body.replace(
+            "2026-11-20T10:16:40-05:00",
+            &format!("2026-11-20T10:{minute:02}:00-05:00"),
+        );
+        envelope("orders/updated", SHOP, &b)
+    };
+    // Shopify's order of events, shuffled by retries: update, paid, update, create (late), paid again.
+    world.publish(&updated(17)).await;
+    world.publish(&paid()).await;
+    world.publish(&updated(18)).await;
+    world.publish(&created()).await;
+    world.publish(&paid()).await;
+    assert_eq!(
+        wait_state(&world, "payment_booked", Duration::from_secs(20))
+            .await
+            .as_deref(),
+        Some("payment_booked")
+    );
+    world
+        .wait_queue_empty("hookline.orders", Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await; // a busy order's retry comes back
+    assert_eq!(
+        world.db.count("processed_events").await,
+        4,
+        "two updates, one create, one paid (the second paid is its duplicate)"
+    );
+    let all = invoices(&world);
+    assert_eq!(regular(&all).len(), 1);
+    assert_eq!(all[0].bookings, 1);
+    assert_eq!(
+        wait_state(&world, "payment_booked", Duration::from_secs(1))
+            .await
+            .as_deref(),
+        Some("payment_booked"),
+        "an update after payment changes nothing"
+    );
+}
