@@ -91,7 +91,7 @@ pub enum Disposition {
         /// The downstream's or the claim's own idea of when.
         retry_after: Option<Duration>,
         /// Whether this failure uses up one of the policy's attempts. Waiting for another
-        /// delivery's claim does not: nothing was tried.
+        /// delivery's claim, or for an open breaker, does not: nothing was tried.
         counts_as_attempt: bool,
     },
     /// Never going to work: dead-letter with this reason.
@@ -161,7 +161,14 @@ impl HandlerError {
                 reason: "downstream_rejected",
             },
             HandlerError::Transport { .. } => retry("downstream_unreachable", None),
-            HandlerError::BreakerOpen(open) => retry("breaker_open", Some(open.retry_in)),
+            // Nothing was tried, so no attempt is used up: during a downstream outage messages
+            // wait in the broker until the breaker lets calls through again, instead of running
+            // out of attempts and filling the dead-letter queue.
+            HandlerError::BreakerOpen(open) => Retry {
+                reason: "breaker_open",
+                retry_after: Some(open.retry_in),
+                counts_as_attempt: false,
+            },
             HandlerError::Timeout(_) => retry("timeout", None),
         }
     }
@@ -253,5 +260,29 @@ mod tests {
                 ..
             }
         ));
+        assert!(matches!(
+            HandlerError::OrderBusy.disposition(),
+            Disposition::Retry {
+                counts_as_attempt: false,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn an_open_breaker_waits_without_using_up_attempts() {
+        let open = hookline_core::breaker::BreakerOpen {
+            name: "sevdesk".into(),
+            state: hookline_core::breaker::BreakerState::Open,
+            retry_in: Duration::from_secs(42),
+        };
+        assert_eq!(
+            HandlerError::BreakerOpen(open).disposition(),
+            Disposition::Retry {
+                reason: "breaker_open",
+                retry_after: Some(Duration::from_secs(42)),
+                counts_as_attempt: false
+            }
+        );
     }
 }
