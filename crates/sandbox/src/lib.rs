@@ -17,7 +17,7 @@
 //! - `GET /healthz`.
 
 use std::net::TcpListener;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 pub mod deliver;
@@ -46,6 +46,8 @@ pub struct Faults {
     pub hang: bool,
     /// Share of requests (sevDesk) held for 30 s before anything is done: the client times out.
     pub timeout_rate: f64,
+    /// Share of requests whose connection is dropped (reset) before anything is done.
+    pub drop_rate: f64,
     /// Share of writes (sevDesk) that are applied and then answered 500.
     pub commit_then_fail_rate: f64,
     /// Share of writes (sevDesk) that are applied and then never answered.
@@ -104,6 +106,28 @@ impl State {
     }
 }
 
+/// The socket of an HTTP connection, kept so a handler can drop the connection on purpose.
+/// A duplicated descriptor: closed with the connection's extensions, shutting it down resets the
+/// client's connection without an answer.
+#[derive(Clone)]
+struct ConnSocket(Arc<std::os::fd::OwnedFd>);
+
+fn remember_socket(connection: &dyn std::any::Any, extensions: &mut actix_web::dev::Extensions) {
+    use std::os::fd::AsFd;
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
+        if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
+            extensions.insert(ConnSocket(Arc::new(fd)));
+        }
+    }
+}
+
+/// Drops the request's connection: the client sees a reset, never an answer.
+pub fn drop_connection(request: &HttpRequest) {
+    if let Some(socket) = request.conn_data::<ConnSocket>() {
+        let _ = socket2::SockRef::from(&*socket.0).shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// The status to answer, given the faults: an injected error at `error_rate`, else `success`.
 fn decide(faults: &Faults, success: u16) -> u16 {
     if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
@@ -142,6 +166,10 @@ async fn erp_stock_levels(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    if faults.drop_rate > 0.0 && fastrand::f64() < faults.drop_rate {
+        drop_connection(&request);
+        return HttpResponse::InternalServerError().finish();
+    }
     let status = decide(&faults, 200);
     state.erp().requests.push(ErpRequest {
         idempotency_key: header("idempotency-key"),
@@ -209,6 +237,7 @@ impl Sandbox {
         })
         .workers(1)
         .disable_signals()
+        .on_connect(remember_socket)
         .listen(listener)?
         .run();
         let handle = server.handle();
@@ -402,6 +431,23 @@ mod tests {
                 (Some("c".into()), 200)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_reaches_the_client_as_an_error_without_an_answer() {
+        let sandbox = Sandbox::spawn("127.0.0.1:0").unwrap();
+        sandbox.state.set_erp_faults(Faults {
+            drop_rate: 1.0,
+            ..Faults::default()
+        });
+        let result = reqwest::Client::new()
+            .post(sandbox.erp_url())
+            .json(&json!({}))
+            .send()
+            .await;
+        let error = result.expect_err("no answer arrives");
+        assert!(!error.is_timeout(), "a reset, not a timeout: {error:?}");
+        assert_eq!(sandbox.state.erp_arrived(), 1);
     }
 
     #[tokio::test]

@@ -190,10 +190,18 @@ async fn plan(
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
+    if faults.drop_rate > 0.0 && fastrand::f64() < faults.drop_rate {
+        crate::drop_connection(request);
+        return Ok(Plan::FailBefore(500, None));
+    }
+    if faults.timeout_rate > 0.0 && fastrand::f64() < faults.timeout_rate {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        return Ok(Plan::FailBefore(504, None));
+    }
     if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
         return Ok(Plan::FailBefore(
-            faults.error_status.unwrap_or(503),
-            faults.retry_after_secs,
+            crate::injected_status(&faults),
+            faults.retry_after_secs.or(Some(1)),
         ));
     }
     if write && faults.commit_then_fail_rate > 0.0 && fastrand::f64() < faults.commit_then_fail_rate
