@@ -7,11 +7,10 @@
 //! Any 2xx is success; 408, 429 and 5xx are retried (honouring `Retry-After`); other statuses are
 //! permanent.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hookline_core::breaker::{BreakerOpen, CircuitBreaker};
-use hookline_core::retry::parse_retry_after;
 use hookline_core::trace::TraceParent;
 use serde_json::json;
 
@@ -71,10 +70,7 @@ impl ErpClient {
         timeout: Duration,
         breaker: CircuitBreaker,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .build()?;
+        let http = crate::downstream::http_client(timeout, Duration::from_secs(2))?;
         Ok(Self {
             http,
             url: url.to_owned(),
@@ -112,11 +108,7 @@ impl ErpClient {
             Ok(response) if response.status().is_success() => Ok(()),
             Ok(response) => {
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let retry_after = crate::downstream::retry_after(&response);
                 let mut body = response.text().await.unwrap_or_default();
                 crate::failure::truncate(&mut body, 300);
                 if status == 408 || status == 429 || status >= 500 {
@@ -134,8 +126,7 @@ impl ErpClient {
             Err(SendError::Unavailable { .. }) => permit.failure(),
             _ => permit.success(),
         }
-        metrics::gauge!("hookline_worker_breaker_state", "downstream" => "erp")
-            .set(f64::from(self.breaker.state().gauge_value()));
+        crate::downstream::report_breaker("erp", &self.breaker);
         result
     }
 }

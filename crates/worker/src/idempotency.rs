@@ -181,16 +181,18 @@ impl Claims {
     }
 }
 
-/// Inserts the envelope's key into `processed_events` inside the effect's transaction.
+/// Inserts the envelope's key into `processed_events`: inside the effect's transaction (the
+/// inventory domain), or as the last step of a state machine whose steps are each committed on
+/// their own (the orders domain).
 ///
 /// Returns `false` when the key is already there: the effect must not be applied (roll back).
 /// A concurrent transaction inserting the same key makes this wait for it to finish, then
 /// return `false` if it committed: two workers racing on one key apply one effect.
-pub async fn record_in_transaction(
-    tx: &tokio_postgres::Transaction<'_>,
+pub async fn record<C: deadpool_postgres::GenericClient>(
+    client: &C,
     envelope: &Envelope,
 ) -> Result<bool, tokio_postgres::Error> {
-    let inserted = tx
+    let inserted = client
         .execute(
             "INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain, received_at)
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",

@@ -20,6 +20,7 @@
 
 pub mod consume;
 pub mod domains;
+pub mod downstream;
 pub mod erp;
 pub mod error;
 pub mod failure;

@@ -7,11 +7,10 @@
 //! decides between retry and dead letter (429/5xx/timeouts retry, honouring `Retry-After`; other
 //! 4xx are permanent).
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use hookline_core::breaker::CircuitBreaker;
-use hookline_core::retry::parse_retry_after;
 use hookline_core::trace::TraceParent;
 use reqwest::Method;
 use rust_decimal::Decimal;
@@ -96,10 +95,7 @@ impl SevDeskClient {
         timeout: Duration,
         breaker: CircuitBreaker,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
-            .build()?;
+        let http = crate::downstream::http_client(timeout, Duration::from_secs(3))?;
         Ok(Self {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -141,11 +137,7 @@ impl SevDeskClient {
             }),
             Ok(response) => {
                 let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
+                let retry_after = crate::downstream::retry_after(&response);
                 match response.text().await {
                     Err(source) => Err(HandlerError::Transport {
                         downstream: DOWNSTREAM,
@@ -182,8 +174,7 @@ impl SevDeskClient {
         } else {
             permit.success()
         }
-        metrics::gauge!("hookline_worker_breaker_state", "downstream" => DOWNSTREAM)
-            .set(f64::from(self.breaker.state().gauge_value()));
+        crate::downstream::report_breaker(DOWNSTREAM, &self.breaker);
         result
     }
 

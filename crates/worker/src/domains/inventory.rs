@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::domains::{BoxFuture, DomainHandler, Outcome};
 use crate::error::HandlerError;
-use crate::idempotency::record_in_transaction;
+use crate::idempotency::record;
 use crate::schema::{self, Schema};
 
 /// The outbox `event_type` of a stock change.
@@ -69,7 +69,7 @@ impl InventoryHandler {
         let level: InventoryLevelUpdate = schema::parse(envelope)?;
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if !record_in_transaction(&tx, envelope).await? {
+        if !record(&tx, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         // Optimistic concurrency on Shopify's own clock: the row changes only when this event is
@@ -128,7 +128,7 @@ impl InventoryHandler {
     async fn record_only(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        if !record_in_transaction(&tx, envelope).await? {
+        if !record(&tx, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         tx.commit().await?;

@@ -35,7 +35,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// slow downstream can only use up its own domain's resources.
 pub trait DomainHandler: Send + Sync + 'static {
     /// Applies `envelope`'s effect exactly once: the idempotency key must be recorded in the same
-    /// transaction as the effect ([`crate::idempotency::record_in_transaction`]), and no HTTP
+    /// transaction as the effect ([`crate::idempotency::record`]), and no HTTP
     /// call may happen inside an open transaction.
     fn handle<'a>(&'a self, envelope: &'a Envelope)
     -> BoxFuture<'a, Result<Outcome, HandlerError>>;

@@ -176,6 +176,16 @@ impl World {
         env
     }
 
+    /// The worker binary as a separate process, as operators run it (to be killed or signalled).
+    pub fn worker_process(&self, extra: &[(&str, &str)]) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
+            .envs(self.env(extra))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("the worker binary starts")
+    }
+
     pub async fn spawn_worker(&self, extra: &[(&str, &str)]) -> RunningWorker {
         RunningWorker::start(
             Worker::build(self.settings(extra))

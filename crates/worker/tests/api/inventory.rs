@@ -1,6 +1,5 @@
 //! Inventory effects happen exactly once, whatever the delivery does.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use hookline_testkit::envelope;
@@ -232,17 +231,11 @@ async fn a_worker_killed_mid_batch_and_restarted_applies_every_event_exactly_onc
     for i in 0..50 {
         world.publish(&level_envelope(10_000 + i, 7, i, T1)).await;
     }
-    let env = world.env(&[
-        ("HOOKLINE_OUTBOX_RELAY", "false"),
-        ("HOOKLINE_INVENTORY_CONCURRENCY", "8"),
-    ]);
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("worker binary")
+        world.worker_process(&[
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+            ("HOOKLINE_INVENTORY_CONCURRENCY", "8"),
+        ])
     };
     hookline_worker::startup::migrate(&world.db.url())
         .await

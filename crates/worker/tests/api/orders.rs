@@ -1,7 +1,6 @@
 //! Orders → sevDesk: exactly one invoice per paid order, across duplicates, reordering,
 //! "commit then fail" answers and a worker killed mid-call.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hookline_core::Envelope;
@@ -236,15 +235,7 @@ async fn a_worker_killed_between_invoice_created_and_state_committed_leaves_exac
     hookline_worker::startup::migrate(&world.db.url())
         .await
         .unwrap();
-    let env = world.env(ORDERS_ONLY);
-    let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || world.worker_process(ORDERS_ONLY);
     // saveInvoice creates the invoice, then never answers: the worker is waiting for the answer
     // when it dies, with `invoice_creating` committed and no invoice id recorded.
     sevdesk.set_faults(Faults {

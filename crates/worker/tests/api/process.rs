@@ -47,17 +47,11 @@ async fn sigterm_finishes_in_flight_work_exits_cleanly_and_loses_nothing() {
     hookline_worker::startup::migrate(&world.db.url())
         .await
         .unwrap();
-    let env = world.env(&[
-        ("HOOKLINE_OUTBOX_RELAY", "false"),
-        ("HOOKLINE_INVENTORY_CONCURRENCY", "4"),
-    ]);
     let spawn = || {
-        Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
+        world.worker_process(&[
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+            ("HOOKLINE_INVENTORY_CONCURRENCY", "4"),
+        ])
     };
     let mut worker = spawn();
     world

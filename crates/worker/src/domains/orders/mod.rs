@@ -37,8 +37,8 @@ use tokio::sync::OnceCell;
 
 use crate::domains::{BoxFuture, DomainHandler, Outcome};
 use crate::error::HandlerError;
-use crate::schema;
 use crate::sevdesk::{ContactDraft, SevDeskClient};
+use crate::{idempotency, schema};
 use mapping::Order;
 
 /// First key of the two-part advisory lock: "orders".
@@ -327,14 +327,7 @@ impl OrdersHandler {
             s.state = next;
         }
         // The event is done: record its key, so a duplicate of it is answered at once.
-        let inserted = client
-            .execute(
-                "INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain, received_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
-                &[&envelope.idempotency_key.as_str(), &envelope.event_id, &envelope.topic, &envelope.shop_domain, &envelope.received_at],
-            )
-            .await?;
-        if inserted == 0 {
+        if !idempotency::record(client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         metrics::counter!("hookline_worker_order_states_total", "state" => s.state.as_str())
@@ -362,14 +355,7 @@ impl OrdersHandler {
 
     async fn record_only(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
         let client = self.pool.get().await?;
-        let inserted = client
-            .execute(
-                "INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain, received_at)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
-                &[&envelope.idempotency_key.as_str(), &envelope.event_id, &envelope.topic, &envelope.shop_domain, &envelope.received_at],
-            )
-            .await?;
-        Ok(if inserted == 0 {
+        Ok(if !idempotency::record(&client, envelope).await? {
             Outcome::Duplicate
         } else {
             Outcome::Skipped {

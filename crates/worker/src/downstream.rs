@@ -1,0 +1,34 @@
+//! What every outbound HTTP client of the worker shares: its own connection pool with timeouts,
+//! reading `Retry-After`, and reporting its breaker's state.
+
+use std::time::{Duration, SystemTime};
+
+use hookline_core::breaker::CircuitBreaker;
+use hookline_core::retry::parse_retry_after;
+
+/// A client with its own connection pool: one per downstream, so a slow one cannot exhaust the
+/// connections of another. Connecting may take at most `connect_cap` of the request `timeout`.
+pub fn http_client(
+    timeout: Duration,
+    connect_cap: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(connect_cap))
+        .build()
+}
+
+/// The response's `Retry-After` (seconds or HTTP date), if any.
+pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()))
+}
+
+/// `hookline_worker_breaker_state{downstream}`: 0 closed, 1 open, 2 half-open.
+pub fn report_breaker(downstream: &'static str, breaker: &CircuitBreaker) {
+    metrics::gauge!("hookline_worker_breaker_state", "downstream" => downstream)
+        .set(f64::from(breaker.state().gauge_value()));
+}
