@@ -18,8 +18,8 @@ run: services ## run sandbox, worker and ingestor on localhost defaults until Ct
 demo: services ## send signed webhooks through ingestor, broker, worker, PostgreSQL and the ERP sandbox
 	@bash scripts/demo.sh
 
-test: services ## run every test (unit, property and black-box against the local services)
-	$(CARGO) test --workspace --all-targets
+test: services ## run every test (unit, property, doc and black-box against the local services)
+	@bash scripts/test.sh
 
 lint: ## formatting and clippy, as CI wants them
 	$(CARGO) fmt --all -- --check
