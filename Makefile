@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export HOOKLINE_SHOPIFY_SECRETS ?= hookline_dev_secret
 
-.PHONY: help services run demo test lint fmt bench clean
+.PHONY: help services run demo test lint fmt bench clean dlq-list dlq-show dlq-replay
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,18 @@ fmt: ## format the code
 bench: services ## release build, then ingestor vs raw broker publish-confirm, written to BENCHMARKS.md
 	$(CARGO) build --release -p hookline-ingestor -p hookline-worker -p hookline-bench
 	./target/release/hookline-bench --out BENCHMARKS.md
+
+# Dead letters: DOMAIN=inventory|orders, REASON=retries_exhausted|…, LIMIT=n, EVENT=<event id>.
+DLQ_FILTER = $(if $(DOMAIN),--domain $(DOMAIN)) $(if $(REASON),--reason $(REASON)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(EVENT),--event-id $(EVENT))
+
+dlq-list: ## list dead letters (DOMAIN=, REASON=, LIMIT=); nothing is removed
+	@$(CARGO) run -q -p hookctl -- dlq list $(DLQ_FILTER)
+
+dlq-show: ## show one dead letter (EVENT=<event id>)
+	@$(CARGO) run -q -p hookctl -- dlq show $(EVENT)
+
+dlq-replay: ## replay dead letters to hookline.events (DOMAIN=, REASON=, LIMIT=, EVENT=, DRY_RUN=1)
+	@$(CARGO) run -q -p hookctl -- dlq replay $(DLQ_FILTER) $(if $(DRY_RUN),--dry-run)
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,11 @@
+//! `hookctl`: what an operator does with dead letters.
+//!
+//! Dead letters sit in `hookline.<domain>.dlq` with the envelope untouched and the reason in
+//! `x-hookline-*` headers. [`dlq::list`] reads them without taking them away (every message is
+//! returned to its queue when the reading channel closes, in its original order);
+//! [`dlq::replay`] republishes the selected ones to `hookline.events` with their original routing
+//! key and a fresh attempt count, and acks each dead letter only **after** the broker confirmed
+//! its republish — a crash mid-replay duplicates at worst (idempotency absorbs it) and never
+//! loses a message.
+
+pub mod dlq;

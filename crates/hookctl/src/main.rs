@@ -1,0 +1,203 @@
+//! `hookctl dlq list|show|replay`: dead letters for operators. See the README's "Dead letters".
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use hookctl::dlq::{self, DeadLetter, Filter};
+use hookline_core::Domain;
+use lapin::{Connection, ConnectionProperties};
+
+#[derive(Parser)]
+#[command(version, about = "hookline operator CLI")]
+struct Cli {
+    /// The broker (the same URL as the ingestor's and worker's).
+    #[arg(
+        long,
+        env = "HOOKLINE_AMQP_URL",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        hide_env_values = true
+    )]
+    amqp_url: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters (nothing is removed).
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// One JSON object per dead letter instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one dead letter with all it says.
+    Show {
+        /// The envelope's event id.
+        event_id: String,
+    },
+    /// Republish dead letters to hookline.events; each is removed only after the broker confirmed it.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Only say what would be replayed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args)]
+struct FilterArgs {
+    /// inventory or orders (default: all).
+    #[arg(long)]
+    domain: Option<String>,
+    /// Only this reason, e.g. retries_exhausted.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only these event ids (repeatable).
+    #[arg(long = "event-id")]
+    event_ids: Vec<String>,
+    /// Only those that last failed at or after this time (RFC 3339).
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Only those that last failed before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// At most this many.
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl FilterArgs {
+    fn into_filter(self) -> anyhow::Result<Filter> {
+        let domain = match self.domain.as_deref() {
+            None | Some("") => None,
+            Some(d) => Some(
+                Domain::parse(d)
+                    .with_context(|| format!("unknown domain {d:?} (inventory, orders)"))?,
+            ),
+        };
+        Ok(Filter {
+            domain,
+            reason: self.reason.filter(|r| !r.is_empty()),
+            event_ids: self.event_ids,
+            since: self.since,
+            until: self.until,
+            limit: self.limit,
+        })
+    }
+}
+
+fn age(d: &DeadLetter) -> String {
+    d.last_failure.map_or_else(
+        || "-".into(),
+        |t| {
+            let secs = (Utc::now() - t).num_seconds().max(0);
+            match secs {
+                s if s < 120 => format!("{s}s"),
+                s if s < 7200 => format!("{}m", s / 60),
+                s if s < 172_800 => format!("{}h", s / 3600),
+                s => format!("{}d", s / 86_400),
+            }
+        },
+    )
+}
+
+fn table(rows: &[DeadLetter]) {
+    println!(
+        "{:<36}  {:<24}  {:<28}  {:<22}  {:>3}  {:>5}  last error",
+        "event id", "topic", "shop", "reason", "att", "age"
+    );
+    for d in rows {
+        let mut error = d.last_error.replace('\n', " ");
+        if error.chars().count() > 80 {
+            error = error.chars().take(79).collect::<String>() + "…";
+        }
+        println!(
+            "{:<36}  {:<24}  {:<28}  {:<22}  {:>3}  {:>5}  {error}",
+            d.event_id,
+            d.topic,
+            d.shop,
+            d.reason,
+            d.attempts,
+            age(d)
+        );
+    }
+    println!("{} dead letter(s)", rows.len());
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let connection = Connection::connect(
+        &cli.amqp_url,
+        ConnectionProperties::default().with_connection_name("hookctl".into()),
+    )
+    .await
+    .context("cannot connect to the broker (HOOKLINE_AMQP_URL)")?;
+    match cli.command {
+        Command::Dlq(DlqCommand::List { filter, json }) => {
+            let rows = dlq::list(&connection, &filter.into_filter()?).await?;
+            if json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+            } else {
+                table(&rows);
+            }
+        }
+        Command::Dlq(DlqCommand::Show { event_id }) => {
+            let filter = Filter {
+                event_ids: vec![event_id.clone()],
+                ..Filter::default()
+            };
+            let rows = dlq::list(&connection, &filter).await?;
+            let row = rows
+                .first()
+                .with_context(|| format!("no dead letter with event id {event_id}"))?;
+            println!("{}", serde_json::to_string_pretty(row)?);
+        }
+        Command::Dlq(DlqCommand::Replay {
+            filter,
+            rate,
+            dry_run,
+        }) => {
+            let report = dlq::replay(&connection, &filter.into_filter()?, rate, dry_run).await?;
+            table(&report.replayed);
+            println!(
+                "{} {}, {} kept in the dead-letter queues",
+                report.replayed.len(),
+                if dry_run {
+                    "would be replayed"
+                } else {
+                    "replayed"
+                },
+                report.kept
+            );
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hookctl: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
