@@ -22,6 +22,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "reconcile_watermarks",
         include_str!("../../../migrations/0003_reconcile_watermarks.sql"),
     ),
+    (
+        4,
+        "order_sync_reconciled_at",
+        include_str!("../../../migrations/0004_order_sync_reconciled_at.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -60,6 +60,9 @@ pub struct ReconcileSettings {
     pub api_version: String,
     /// `HOOKLINE_RECONCILE_PAGE_LIMIT` (250, Shopify's maximum): orders per page.
     pub page_limit: u32,
+    /// `HOOKLINE_RECONCILE_REPUBLISH_SECS` (3600): an order is republished at most once per this
+    /// long, however many cycles find it behind.
+    pub republish_after: Duration,
 }
 
 /// What one cycle did for one shop.
@@ -315,15 +318,30 @@ impl Reconciler {
             .await?
             .map(|r| r.get(0));
         let state = state.as_deref();
-        if listed.cancelled_at.is_some() {
-            return Ok((state != Some("cancelled")).then_some("orders/cancelled"));
-        }
-        if listed.financial_status.as_deref() == Some("paid")
+        let topic = if listed.cancelled_at.is_some() {
+            (state != Some("cancelled")).then_some("orders/cancelled")
+        } else if listed.financial_status.as_deref() == Some("paid")
             && !matches!(state, Some("payment_booked" | "cancelled"))
         {
-            return Ok(Some("orders/paid"));
-        }
-        Ok(None)
+            Some("orders/paid")
+        } else {
+            None
+        };
+        let Some(topic) = topic else { return Ok(None) };
+        // Claim the republish: at most once per interval per order, so an event that keeps
+        // failing (and sits in the dead-letter queue) is not copied there every cycle.
+        let republish_ms = self.settings.republish_after.as_secs_f64() * 1000.0;
+        let claimed = client
+            .query_opt(
+                "INSERT INTO order_sync (shop_domain, order_id, reconciled_at) VALUES ($1, $2, now())
+                 ON CONFLICT (shop_domain, order_id) DO UPDATE SET reconciled_at = now()
+                  WHERE order_sync.reconciled_at IS NULL
+                     OR order_sync.reconciled_at < now() - $3 * interval '1 millisecond'
+                 RETURNING 1",
+                &[&shop, &listed.id, &republish_ms],
+            )
+            .await?;
+        Ok(claimed.map(|_| topic))
     }
 
     /// One page, waiting out Shopify's rate limit when asked to.

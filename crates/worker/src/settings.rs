@@ -266,6 +266,11 @@ impl Settings {
                 page_limit: env
                     .parse::<u32>("HOOKLINE_RECONCILE_PAGE_LIMIT", 250, "expected 1 to 250")?
                     .clamp(1, 250),
+                republish_after: Duration::from_secs(env.parse(
+                    "HOOKLINE_RECONCILE_REPUBLISH_SECS",
+                    3600,
+                    "expected seconds",
+                )?),
             },
             breaker: BreakerConfig {
                 open_for: Duration::from_millis(env.parse(

@@ -94,3 +94,45 @@ async fn orders_whose_webhooks_were_lost_are_invoiced_after_one_reconciliation_c
         "watermark {watermark} advanced to the newest order {newest}"
     );
 }
+
+#[tokio::test]
+async fn an_order_that_keeps_failing_is_republished_once_not_every_cycle() {
+    let world = World::new().await;
+    let sandbox = &world.erp.sandbox;
+    // Paid at Shopify, webhook lost, and its total does not add up: the republished event will be
+    // dead-lettered (amount_mismatch), and the order stays behind.
+    let mut broken = generate_order(80_001, true, chrono::Utc::now().fixed_offset());
+    broken["total_price"] = serde_json::json!("1.00");
+    sandbox.state.shopify.upsert_order(SHOP, broken);
+    let shops = format!("{SHOP}={ACCESS_TOKEN}");
+    let admin = sandbox.shopify_admin_url();
+    let _worker = world
+        .spawn_worker(&[
+            ("HOOKLINE_WORKER_DOMAINS", "orders"),
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+            ("HOOKLINE_RECONCILE_SHOPS", &shops),
+            ("HOOKLINE_SHOPIFY_ADMIN_URL", &admin),
+            ("HOOKLINE_RECONCILE_INTERVAL_SECS", "1"),
+        ])
+        .await;
+    let first = hookline_testkit::wait_for_messages(
+        &world.amqp,
+        "hookline.orders.dlq",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        hookline_testkit::header_text(&first[0].properties, "x-hookline-reason").as_deref(),
+        Some("amount_mismatch")
+    );
+    // Several more cycles find the order behind; none republishes it within the hour.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        hookline_testkit::drain(&world.amqp, "hookline.orders.dlq")
+            .await
+            .is_empty(),
+        "no copy per cycle"
+    );
+    assert!(sandbox.state.shopify.calls() >= 3, "cycles did run");
+}

@@ -180,6 +180,8 @@ impl OrdersHandler {
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  ON CONFLICT (shop_domain, order_id) DO UPDATE SET
                     order_name = EXCLUDED.order_name,
+                    total_price = EXCLUDED.total_price,
+                    currency = EXCLUDED.currency,
                     financial_status = EXCLUDED.financial_status,
                     paid = order_sync.paid OR EXCLUDED.paid,
                     cancel_requested = order_sync.cancel_requested OR EXCLUDED.cancel_requested,
