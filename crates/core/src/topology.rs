@@ -39,6 +39,10 @@ pub const UNROUTED_QUEUE: &str = "hookline.unrouted";
 /// Dead-letter exchange; the routing key is the domain name.
 pub const DEAD_LETTER_EXCHANGE: &str = "hookline.dlx";
 
+/// Redeliveries of one message before the broker dead-letters it (see [`work_queue_arguments`]).
+/// High enough that crashes, restarts and SIGTERM drains never reach it for a healthy message.
+pub const DELIVERY_LIMIT: i32 = 50;
+
 /// Default for [`TopologySettings::queue_max_length`].
 pub const DEFAULT_QUEUE_MAX_LENGTH: u32 = 100_000;
 
@@ -144,10 +148,14 @@ pub fn wait_queue_arguments(
 /// - `x-dead-letter-strategy=at-least-once`: a message rejected by a consumer reaches the DLQ even
 ///   if a broker node fails during the hand-over (quorum queues only, needs `reject-publish`);
 /// - `x-dead-letter-routing-key=<domain>`: dead letters of all topics of a domain meet in one DLQ,
-///   while the original routing key stays readable in the `x-death` header.
+///   while the original routing key stays readable in the `x-death` header;
+/// - `x-delivery-limit`: a message redelivered this often — one that kills the worker process
+///   itself, so no handler ever gets to dead-letter it — goes to the DLQ instead of looping
+///   forever (its `x-death` reason is `delivery_limit`).
 pub fn work_queue_arguments(domain: Domain, settings: &TopologySettings) -> FieldTable {
     table(&[
         ("x-queue-type", string("quorum")),
+        ("x-delivery-limit", AMQPValue::LongInt(DELIVERY_LIMIT)),
         ("x-max-length", max_length(settings)),
         ("x-overflow", string("reject-publish")),
         ("x-dead-letter-exchange", string(DEAD_LETTER_EXCHANGE)),

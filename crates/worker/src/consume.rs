@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use hookline_core::retry::RetryPolicy;
 use hookline_core::topology::{self, DEAD_LETTER_EXCHANGE};
 use hookline_core::{Domain, Envelope};
@@ -226,8 +226,12 @@ impl Bulkhead {
                 Claim::Claimed => steps.push("claimed"),
                 Claim::Unavailable => steps.push("claim_skipped_redis_unavailable"),
             }
-            let result = match tokio::time::timeout(self.handler_timeout, self.handler.handle(&envelope)).await {
-                Ok(result) => result,
+            // A panicking handler must not leave its delivery unacked (holding a prefetch slot
+            // until the channel closes): it is caught and dead-lettered like a permanent error.
+            let handled = std::panic::AssertUnwindSafe(self.handler.handle(&envelope)).catch_unwind();
+            let result = match tokio::time::timeout(self.handler_timeout, handled).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(panic)) => Err(HandlerError::Panicked(panic_message(panic.as_ref()))),
                 Err(_) => Err(HandlerError::Timeout(self.handler_timeout)),
             };
             metrics::histogram!("hookline_worker_handler_seconds", "domain" => self.domain.name()).record(started.elapsed().as_secs_f64());
@@ -364,4 +368,13 @@ impl Bulkhead {
             }
         }
     }
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

@@ -76,6 +76,9 @@ pub enum HandlerError {
     /// The downstream's circuit breaker refused the call.
     #[error(transparent)]
     BreakerOpen(#[from] BreakerOpen),
+    /// The handler panicked: a bug, not a passing condition.
+    #[error("handler panicked: {0}")]
+    Panicked(String),
     /// The handler took longer than allowed.
     #[error("handler timed out after {0:?}")]
     Timeout(Duration),
@@ -129,6 +132,9 @@ impl HandlerError {
             },
             HandlerError::AmountMismatch(_) => DeadLetter {
                 reason: "amount_mismatch",
+            },
+            HandlerError::Panicked(_) => DeadLetter {
+                reason: "handler_panicked",
             },
             HandlerError::Unsupported(_) => DeadLetter {
                 reason: "not_supported",

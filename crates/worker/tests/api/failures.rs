@@ -266,3 +266,53 @@ async fn a_key_held_by_another_delivery_is_retried_later_not_skipped() {
     );
     assert_eq!(world.stock(7, 70).await, Some((Some(9), 1)));
 }
+
+/// Panics on every call: a bug in a handler.
+struct Panicking;
+
+impl DomainHandler for Panicking {
+    fn handle<'a>(
+        &'a self,
+        _envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Outcome, HandlerError>> {
+        Box::pin(async move { panic!("invoice mapping bug for this order") })
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_dead_letters_its_message_and_the_bulkhead_keeps_going() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker_with(
+            &[
+                ("HOOKLINE_OUTBOX_RELAY", "false"),
+                ("HOOKLINE_ORDERS_CONCURRENCY", "1"),
+            ],
+            Domain::Orders,
+            Arc::new(Panicking),
+        )
+        .await;
+    world.publish(&order()).await;
+    world.publish(&order()).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut dead = vec![];
+    while dead.len() < 2 && Instant::now() < deadline {
+        dead.extend(
+            wait_for_messages(&world.amqp, "hookline.orders.dlq", Duration::from_secs(5)).await,
+        );
+    }
+    assert_eq!(
+        dead.len(),
+        2,
+        "both handled, with a concurrency of one: no permit or prefetch slot was lost"
+    );
+    assert_eq!(
+        header_text(&dead[0].properties, h::REASON).as_deref(),
+        Some("handler_panicked")
+    );
+    assert!(
+        header_text(&dead[0].properties, h::ERROR)
+            .unwrap()
+            .contains("invoice mapping bug")
+    );
+}
