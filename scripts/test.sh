@@ -1,12 +1,28 @@
 #!/usr/bin/env bash
-# `make test`: every test of the workspace, then one closing line with the totals over all test
-# binaries (cargo prints one summary per binary, the last of which is often a doc-test run of 0).
+# `make test`: every test of the workspace, the Prometheus alert rules' unit tests (promtool),
+# then one closing line with the totals (cargo prints one summary per test binary, the last of
+# which is often a doc-test run of 0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+
+rules_passed=0 rules_failed=0
+if command -v promtool >/dev/null 2>&1; then
+  echo "promtool: deploy/prometheus/alerts.yml"
+  if promtool check rules deploy/prometheus/alerts.yml && (cd deploy/prometheus && promtool test rules alerts_test.yml); then
+    rules_passed=1
+  else
+    rules_failed=1
+    status=1
+  fi
+else
+  echo "promtool not found (Debian package prometheus): alert rule tests skipped"
+fi
+
+awk -v rp="$rules_passed" -v rf="$rules_failed" '
+  /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+  END { printf "tests: %d passed, %d failed\n", p + rp, f + rf }' "$log"
 exit "$status"

@@ -27,6 +27,14 @@ pub fn retry_after(response: &reqwest::Response) -> Option<Duration> {
         .and_then(|v| parse_retry_after(v, SystemTime::now()))
 }
 
+/// Counts one call that reached the downstream (not one an open breaker refused):
+/// `hookline_worker_downstream_requests_total{downstream, outcome="ok"|"error"}`, where an error
+/// means unavailable (transport error, 408, 429, 5xx). The error-rate alert divides the two.
+pub fn count_call(downstream: &'static str, unavailable: bool) {
+    let outcome = if unavailable { "error" } else { "ok" };
+    metrics::counter!("hookline_worker_downstream_requests_total", "downstream" => downstream, "outcome" => outcome).increment(1);
+}
+
 /// `hookline_worker_breaker_state{downstream}`: 0 closed, 1 open, 2 half-open.
 pub fn report_breaker(downstream: &'static str, breaker: &CircuitBreaker) {
     metrics::gauge!("hookline_worker_breaker_state", "downstream" => downstream)

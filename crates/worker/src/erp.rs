@@ -126,6 +126,7 @@ impl ErpClient {
             Err(SendError::Unavailable { .. }) => permit.failure(),
             _ => permit.success(),
         }
+        crate::downstream::count_call("erp", matches!(result, Err(SendError::Unavailable { .. })));
         crate::downstream::report_breaker("erp", &self.breaker);
         result
     }

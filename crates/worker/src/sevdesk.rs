@@ -174,6 +174,7 @@ impl SevDeskClient {
         } else {
             permit.success()
         }
+        crate::downstream::count_call(DOWNSTREAM, unavailable);
         crate::downstream::report_breaker(DOWNSTREAM, &self.breaker);
         result
     }

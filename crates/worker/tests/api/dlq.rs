@@ -25,6 +25,9 @@ async fn a_dead_letter_is_listed_then_replayed_after_the_fault_is_fixed_and_appl
         .spawn_worker(&[
             ("HOOKLINE_WORKER_DOMAINS", "orders"),
             ("HOOKLINE_OUTBOX_RELAY", "false"),
+            // One at a time, so the dead letters arrive in the order the orders were published.
+            ("HOOKLINE_ORDERS_CONCURRENCY", "1"),
+            ("HOOKLINE_ORDERS_PREFETCH", "1"),
         ])
         .await;
     let now = chrono::Utc::now().fixed_offset();

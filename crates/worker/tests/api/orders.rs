@@ -321,8 +321,12 @@ async fn updates_interleaved_with_a_duplicated_payment_end_in_one_booked_invoice
         .wait_queue_empty("hookline.orders", Duration::from_secs(20))
         .await;
     tokio::time::sleep(Duration::from_millis(1500)).await; // a busy order's retry comes back
+    // A delivery that found the order locked by another retries after a moment: wait for it.
     assert_eq!(
-        world.db.count("processed_events").await,
+        world
+            .db
+            .wait_count("processed_events", 4, Duration::from_secs(20))
+            .await,
         4,
         "two updates, one create, one paid (the second paid is its duplicate)"
     );
