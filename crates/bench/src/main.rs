@@ -75,6 +75,21 @@ struct RunResult {
 }
 
 impl RunResult {
+    /// Adds up the results of the tasks of one run, latencies sorted for percentiles.
+    fn merge(parts: impl IntoIterator<Item = RunResult>, elapsed: Duration) -> RunResult {
+        let mut total = RunResult {
+            elapsed,
+            ..RunResult::default()
+        };
+        for r in parts {
+            total.ok += r.ok;
+            total.failed += r.failed;
+            total.latencies_us.extend(r.latencies_us);
+        }
+        total.latencies_us.sort_unstable();
+        total
+    }
+
     fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64()
     }
@@ -219,15 +234,11 @@ async fn raw_run(
             r
         }));
     }
-    let mut total = RunResult::default();
+    let mut parts = vec![];
     for t in tasks {
-        let r = t.await?;
-        total.ok += r.ok;
-        total.failed += r.failed;
-        total.latencies_us.extend(r.latencies_us);
+        parts.push(t.await?);
     }
-    total.elapsed = started.elapsed();
-    total.latencies_us.sort_unstable();
+    let total = RunResult::merge(parts, started.elapsed());
     for c in chans {
         let _ = c.close(200, "done".into()).await;
     }
@@ -343,16 +354,11 @@ async fn ingest_run(
             anyhow::Ok(r)
         }));
     }
-    let mut total = RunResult::default();
+    let mut parts = vec![];
     for t in tasks {
-        let r = t.await??;
-        total.ok += r.ok;
-        total.failed += r.failed;
-        total.latencies_us.extend(r.latencies_us);
+        parts.push(t.await??);
     }
-    total.elapsed = started.elapsed();
-    total.latencies_us.sort_unstable();
-    Ok(total)
+    Ok(RunResult::merge(parts, started.elapsed()))
 }
 
 /// Open loop at a fixed rate: request i is due at `i / rate`, and its latency counts from then,
@@ -396,16 +402,11 @@ async fn paced_run(port: u16, rate: f64, seconds: u64, body: &[u8]) -> anyhow::R
         tx.send(due)?;
     }
     drop(tx);
-    let mut total = RunResult::default();
+    let mut parts = vec![];
     for w in workers {
-        let r = w.await??;
-        total.ok += r.ok;
-        total.failed += r.failed;
-        total.latencies_us.extend(r.latencies_us);
+        parts.push(w.await??);
     }
-    total.elapsed = started.elapsed();
-    total.latencies_us.sort_unstable();
-    Ok(total)
+    Ok(RunResult::merge(parts, started.elapsed()))
 }
 
 /// A release binary of ours, run as a child process so its RSS and CPU are its own.

@@ -112,9 +112,29 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// A lookup over fixed `(name, value)` pairs — for tests and tools that pass settings without
+/// touching the process environment. A later pair overrides an earlier one of the same name.
+pub fn pairs<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |name| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn later_pairs_override_earlier_ones() {
+        let get = pairs(&[("A", "1"), ("B", "2"), ("A", "3")]);
+        assert_eq!(get("A").as_deref(), Some("3"));
+        assert_eq!(get("B").as_deref(), Some("2"));
+        assert_eq!(get("C"), None);
+    }
 
     #[test]
     fn secrets_never_print() {
