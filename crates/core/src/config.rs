@@ -94,6 +94,22 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Ok(self.parse_opt(name, reason)?.unwrap_or(default))
     }
 
+    /// One of a fixed set of words, read by `parse` (e.g. `HOOKLINE_LOG_FORMAT`: text or json).
+    pub fn choice<T>(
+        &self,
+        name: &'static str,
+        default: &str,
+        parse: impl Fn(&str) -> Option<T>,
+        reason: &'static str,
+    ) -> Result<T, ConfigError> {
+        let value = self.string(name, default);
+        parse(&value).ok_or(ConfigError::Invalid {
+            name,
+            value,
+            reason,
+        })
+    }
+
     /// A parsed value, if set.
     pub fn parse_opt<T: FromStr>(
         &self,

@@ -62,12 +62,12 @@ impl Settings {
                 hint: "give the Shopify app's client secret (several, comma-separated, during a rotation)",
             });
         }
-        let log_format = env.string("HOOKLINE_LOG_FORMAT", "text");
-        let log_format = LogFormat::parse(&log_format).ok_or(SettingsError::Invalid {
-            name: "HOOKLINE_LOG_FORMAT",
-            value: log_format,
-            reason: "expected json or text",
-        })?;
+        let log_format = env.choice(
+            "HOOKLINE_LOG_FORMAT",
+            "text",
+            LogFormat::parse,
+            "expected json or text",
+        )?;
         Ok(Self {
             http_addr: env.string("HOOKLINE_HTTP_ADDR", "127.0.0.1:8080"),
             http_workers: env

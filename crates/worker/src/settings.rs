@@ -134,12 +134,12 @@ impl Settings {
                 },
             );
         }
-        let log_format = env.string("HOOKLINE_LOG_FORMAT", "text");
-        let log_format = LogFormat::parse(&log_format).ok_or(ConfigError::Invalid {
-            name: "HOOKLINE_LOG_FORMAT",
-            value: log_format,
-            reason: "expected json or text",
-        })?;
+        let log_format = env.choice(
+            "HOOKLINE_LOG_FORMAT",
+            "text",
+            LogFormat::parse,
+            "expected json or text",
+        )?;
         let retry = RetryPolicy {
             initial: Duration::from_millis(env.parse(
                 "HOOKLINE_RETRY_INITIAL_MS",

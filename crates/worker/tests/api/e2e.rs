@@ -117,13 +117,7 @@ async fn orders_end_to_end_with_faults_duplicates_and_losses_end_in_one_booked_i
         .wait_queue_empty("hookline.orders", Duration::from_secs(60))
         .await;
 
-    let invoices: Vec<_> = sandbox
-        .state
-        .sevdesk
-        .invoices()
-        .into_iter()
-        .filter(|i| i.invoice_type == "RE")
-        .collect();
+    let invoices = world.regular_invoices();
     let dead = hookline_testkit::drain(&world.amqp, "hookline.orders.dlq").await;
     let mut reasons: HashMap<String, usize> = HashMap::new();
     for m in &dead {

@@ -212,6 +212,18 @@ impl World {
         hookline_testkit::publish(&self.amqp, envelope).await;
     }
 
+    /// The invoices the sandbox's sevDesk holds, cancellations (`SR`) left out.
+    pub fn regular_invoices(&self) -> Vec<hookline_sandbox::sevdesk::Invoice> {
+        self.erp
+            .sandbox
+            .state
+            .sevdesk
+            .invoices()
+            .into_iter()
+            .filter(|i| i.invoice_type == "RE")
+            .collect()
+    }
+
     /// Ready messages in `queue`.
     pub async fn depth(&self, queue: &str) -> u32 {
         let channel = self.amqp.create_channel().await.unwrap();

@@ -61,13 +61,7 @@ async fn orders_whose_webhooks_were_lost_are_invoiced_after_one_reconciliation_c
     world
         .wait_queue_empty("hookline.orders", Duration::from_secs(20))
         .await;
-    let invoices: Vec<_> = sandbox
-        .state
-        .sevdesk
-        .invoices()
-        .into_iter()
-        .filter(|i| i.invoice_type == "RE")
-        .collect();
+    let invoices = world.regular_invoices();
     assert_eq!(invoices.len(), n as usize);
     assert!(
         invoices.iter().all(|i| i.bookings == 1 && i.status == 1000),
