@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `make test`: every test of the workspace, the Prometheus alert rules' unit tests (promtool),
-# then one closing line with the totals (cargo prints one summary per test binary, the last of
-# which is often a doc-test run of 0).
+# the offline checks of the deployment files (scripts/check-deploy.sh, each check counted as one
+# test), then one closing line with the totals (cargo prints one summary per test binary, the last
+# of which is often a doc-test run of 0).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+log=$(mktemp) deploy_log=$(mktemp)
+trap 'rm -f "$log" "$deploy_log"' EXIT
 cargo test --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
@@ -22,7 +23,12 @@ else
   echo "promtool not found (Debian package prometheus): alert rule tests skipped"
 fi
 
-awk -v rp="$rules_passed" -v rf="$rules_failed" '
+bash scripts/check-deploy.sh | tee "$deploy_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+deploy_passed=$(grep -c '^ok ' "$deploy_log")
+deploy_failed=$(grep -c '^FAIL ' "$deploy_log")
+
+awk -v rp="$((rules_passed + deploy_passed))" -v rf="$((rules_failed + deploy_failed))" '
   /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
   END { printf "tests: %d passed, %d failed\n", p + rp, f + rf }' "$log"
 exit "$status"
