@@ -89,6 +89,8 @@ struct Store {
     /// Share of writes that are applied and then answered 500.
     contacts: Vec<Contact>,
     invoices: Vec<Invoice>,
+    /// Credit notes, stored like invoices with type `CN` and numbers `GU-…`.
+    credit_notes: Vec<Invoice>,
     next_id: u64,
     calls: HashMap<String, usize>,
 }
@@ -119,6 +121,11 @@ impl SevDesk {
     /// Invoices (and cancellations), oldest first.
     pub fn invoices(&self) -> Vec<Invoice> {
         self.store().invoices.clone()
+    }
+
+    /// Credit notes, oldest first.
+    pub fn credit_notes(&self) -> Vec<Invoice> {
+        self.store().credit_notes.clone()
     }
 
     /// Contacts, oldest first.
@@ -277,6 +284,18 @@ fn invoice_json(i: &Invoice) -> Value {
     })
 }
 
+fn credit_note_json(c: &Invoice) -> Value {
+    let mut v = invoice_json(c);
+    v["objectName"] = json!("CreditNote");
+    v["creditNoteNumber"] = json!(c.invoice_number);
+    v["bookingCategory"] = json!("UNDERACHIEVEMENT");
+    if let Some(map) = v.as_object_mut() {
+        map.remove("invoiceNumber");
+        map.remove("invoiceType");
+    }
+    v
+}
+
 fn contact_json(c: &Contact) -> Value {
     json!({"id": c.id, "objectName": "Contact", "customerNumber": c.customer_number, "name": c.name, "category": {"id": "3", "objectName": "Category"}})
 }
@@ -379,20 +398,7 @@ pub async fn save_invoice(
     let Some(positions) = b["invoicePosSave"].as_array() else {
         return error(StatusCode::BAD_REQUEST, "invoicePosSave is required");
     };
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => String::new(),
-    };
-    let positions: Vec<Position> = positions
-        .iter()
-        .map(|p| Position {
-            name: text(&p["name"]),
-            quantity: text(&p["quantity"]),
-            price: text(&p["price"]),
-            tax_rate: text(&p["taxRate"]),
-        })
-        .collect();
+    let positions = read_positions(positions);
     let invoice = {
         let mut store = state.sevdesk.store();
         store.next_id += 1;
@@ -429,6 +435,121 @@ pub async fn save_invoice(
         json!({"objects": {"invoice": invoice_json(&invoice), "invoicePos": []}}),
     )
     .await
+}
+
+/// `POST /CreditNote/Factory/saveCreditNote`
+pub async fn save_credit_note(
+    request: HttpRequest,
+    body: web::Json<Value>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "saveCreditNote", true);
+    let b = body.into_inner();
+    let note = &b["creditNote"];
+    let Some(contact_id) = note["contact"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| note["contact"]["id"].as_i64().map(|n| n.to_string()))
+    else {
+        return error(StatusCode::BAD_REQUEST, "creditNote.contact is required");
+    };
+    if !state.sevdesk.contacts().iter().any(|c| c.id == contact_id) {
+        return error(StatusCode::BAD_REQUEST, "contact does not exist");
+    }
+    let Some(positions) = b["creditNotePosSave"].as_array() else {
+        return error(StatusCode::BAD_REQUEST, "creditNotePosSave is required");
+    };
+    let positions = read_positions(positions);
+    let created = {
+        let mut store = state.sevdesk.store();
+        store.next_id += 1;
+        let number = store.credit_notes.len() + 1;
+        let c = Invoice {
+            id: store.next_id.to_string(),
+            invoice_number: format!("GU-{number:05}"),
+            invoice_type: "CN".into(),
+            status: 100,
+            contact_id,
+            header: note["header"].as_str().map(str::to_owned),
+            customer_internal_note: note["customerInternalNote"].as_str().map(str::to_owned),
+            currency: note["currency"].as_str().unwrap_or("EUR").to_owned(),
+            show_net: note["showNet"].as_bool().unwrap_or(true)
+                || note["showNet"].as_str() == Some("1"),
+            positions,
+            paid_amount: "0".into(),
+            bookings: 0,
+            booked_at: None,
+            cancels: None,
+            cancelled_by: None,
+        };
+        store.credit_notes.push(c.clone());
+        c
+    };
+    answer(
+        p,
+        StatusCode::CREATED,
+        json!({"objects": {"creditNote": credit_note_json(&created), "creditNotePos": []}}),
+    )
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct CreditNoteQuery {
+    #[serde(rename = "contact[id]")]
+    contact_id: Option<String>,
+}
+
+/// `GET /CreditNote?contact[id]=…&contact[objectName]=Contact`: sevDesk offers no search by
+/// internal note for credit notes, so clients list a contact's and look for their marker.
+pub async fn search_credit_notes(
+    request: HttpRequest,
+    query: web::Query<CreditNoteQuery>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "CreditNote.search", false);
+    let found: Vec<Value> = state
+        .sevdesk
+        .credit_notes()
+        .iter()
+        .filter(|c| {
+            query
+                .contact_id
+                .as_ref()
+                .is_none_or(|id| &c.contact_id == id)
+        })
+        .map(credit_note_json)
+        .collect();
+    answer(p, StatusCode::OK, json!({"objects": found})).await
+}
+
+/// `GET /CreditNote/{id}`
+pub async fn get_credit_note(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "CreditNote.get", false);
+    match state.sevdesk.credit_notes().iter().find(|c| c.id == *id) {
+        Some(c) => answer(p, StatusCode::OK, json!({"objects": [credit_note_json(c)]})).await,
+        None => Kind::CreditNote.not_found(),
+    }
+}
+
+fn read_positions(positions: &[Value]) -> Vec<Position> {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    positions
+        .iter()
+        .map(|p| Position {
+            name: text(&p["name"]),
+            quantity: text(&p["quantity"]),
+            price: text(&p["price"]),
+            tax_rate: text(&p["taxRate"]),
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -481,10 +602,52 @@ pub async fn get_invoice(
     }
 }
 
+/// Invoices and credit notes share their life cycle (draft → open → paid) and their
+/// `sendBy`/`bookAmount` calls; only the collection and the wire names differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Invoice,
+    CreditNote,
+}
+
+impl Kind {
+    fn documents(self, store: &mut Store) -> &mut Vec<Invoice> {
+        match self {
+            Kind::Invoice => &mut store.invoices,
+            Kind::CreditNote => &mut store.credit_notes,
+        }
+    }
+
+    fn json(self, document: &Invoice) -> Value {
+        match self {
+            Kind::Invoice => invoice_json(document),
+            Kind::CreditNote => credit_note_json(document),
+        }
+    }
+
+    fn not_found(self) -> HttpResponse {
+        match self {
+            Kind::Invoice => error(StatusCode::NOT_FOUND, "Invoice not found"),
+            Kind::CreditNote => error(StatusCode::NOT_FOUND, "CreditNote not found"),
+        }
+    }
+}
+
 fn with_invoice<T>(state: &SevDesk, id: &str, f: impl FnOnce(&mut Store, usize) -> T) -> Option<T> {
     let mut store = state.store();
     let index = store.invoices.iter().position(|i| i.id == id)?;
     Some(f(&mut store, index))
+}
+
+fn with_document<T>(
+    state: &SevDesk,
+    kind: Kind,
+    id: &str,
+    f: impl FnOnce(&mut Invoice) -> T,
+) -> Option<T> {
+    let mut store = state.store();
+    let document = kind.documents(&mut store).iter_mut().find(|i| i.id == id)?;
+    Some(f(document))
 }
 
 /// `PUT /Invoice/{id}/sendBy`: draft → open.
@@ -494,16 +657,29 @@ pub async fn send_by(
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "sendBy", true);
-    let sent = with_invoice(&state.sevdesk, &id, |store, i| {
-        let invoice = &mut store.invoices[i];
-        if invoice.status == 100 {
-            invoice.status = 200;
+    send_document(p, &state.sevdesk, Kind::Invoice, &id).await
+}
+
+/// `PUT /CreditNote/{id}/sendBy`: draft → open.
+pub async fn credit_note_send_by(
+    request: HttpRequest,
+    id: web::Path<String>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "CreditNote.sendBy", true);
+    send_document(p, &state.sevdesk, Kind::CreditNote, &id).await
+}
+
+async fn send_document(p: Plan, state: &SevDesk, kind: Kind, id: &str) -> HttpResponse {
+    let sent = with_document(state, kind, id, |document| {
+        if document.status == 100 {
+            document.status = 200;
         }
-        invoice.clone()
+        document.clone()
     });
     match sent {
-        Some(i) => answer(p, StatusCode::OK, json!({"objects": invoice_json(&i)})).await,
-        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
+        Some(i) => answer(p, StatusCode::OK, json!({"objects": kind.json(&i)})).await,
+        None => kind.not_found(),
     }
 }
 
@@ -515,6 +691,27 @@ pub async fn book_amount(
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "bookAmount", true);
+    book_document(p, &state.sevdesk, Kind::Invoice, &id, &body).await
+}
+
+/// `PUT /CreditNote/{id}/bookAmount`: the money paid back, booked on the check account.
+pub async fn credit_note_book_amount(
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "CreditNote.bookAmount", true);
+    book_document(p, &state.sevdesk, Kind::CreditNote, &id, &body).await
+}
+
+async fn book_document(
+    p: Plan,
+    state: &SevDesk,
+    kind: Kind,
+    id: &str,
+    body: &Value,
+) -> HttpResponse {
     let amount = match &body["amount"] {
         Value::Number(n) => n.as_f64().unwrap_or(0.0),
         Value::String(s) => s.parse().unwrap_or(0.0),
@@ -533,10 +730,9 @@ pub async fn book_amount(
             "amount and a valid checkAccount are required",
         );
     }
-    let booked = with_invoice(&state.sevdesk, &id, |store, i| {
-        let invoice = &mut store.invoices[i];
+    let booked = with_document(state, kind, id, |invoice| {
         if invoice.status < 200 {
-            return Err("invoice is still a draft");
+            return Err("the document is still a draft");
         }
         let total: f64 = invoice
             .positions
@@ -553,9 +749,9 @@ pub async fn book_amount(
         Ok(invoice.clone())
     });
     match booked {
-        Some(Ok(i)) => answer(p, StatusCode::OK, json!({"objects": invoice_json(&i)})).await,
+        Some(Ok(i)) => answer(p, StatusCode::OK, json!({"objects": kind.json(&i)})).await,
         Some(Err(message)) => error(StatusCode::BAD_REQUEST, message),
-        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
+        None => kind.not_found(),
     }
 }
 
@@ -622,6 +818,11 @@ pub async fn sandbox_invoices(state: web::Data<crate::State>) -> HttpResponse {
     HttpResponse::Ok().json(state.sevdesk.invoices())
 }
 
+/// `GET /_sandbox/sevdesk/credit-notes`
+pub async fn sandbox_credit_notes(state: web::Data<crate::State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.sevdesk.credit_notes())
+}
+
 /// `GET /_sandbox/sevdesk/contacts`
 pub async fn sandbox_contacts(state: web::Data<crate::State>) -> HttpResponse {
     HttpResponse::Ok().json(state.sevdesk.contacts())
@@ -648,7 +849,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(
                 "/Invoice/{id}/cancelInvoice",
                 web::post().to(cancel_invoice),
+            )
+            .route(
+                "/CreditNote/Factory/saveCreditNote",
+                web::post().to(save_credit_note),
+            )
+            .route("/CreditNote", web::get().to(search_credit_notes))
+            .route("/CreditNote/{id}", web::get().to(get_credit_note))
+            .route(
+                "/CreditNote/{id}/sendBy",
+                web::put().to(credit_note_send_by),
+            )
+            .route(
+                "/CreditNote/{id}/bookAmount",
+                web::put().to(credit_note_book_amount),
             ),
+    )
+    .route(
+        "/_sandbox/sevdesk/credit-notes",
+        web::get().to(sandbox_credit_notes),
     )
     .route(
         "/_sandbox/sevdesk/invoices",

@@ -37,6 +37,14 @@ pub enum HandlerError {
     /// replayed once it is, instead of being recorded as done.
     #[error("topic {0} is not supported yet")]
     Unsupported(String),
+    /// Applying the event automatically could book money twice: a person decides (the dead
+    /// letter says why; replay it once the books are right, or archive it).
+    #[error("needs review: {0}")]
+    NeedsReview(String),
+    /// The event needs a document that does not exist yet (a refund of an order whose invoice is
+    /// not booked yet): retried, and dead-lettered if it never appears.
+    #[error("waiting for another step: {0}")]
+    Waiting(String),
     /// Another delivery is working on the same order right now.
     #[error("another delivery is working on this order")]
     OrderBusy,
@@ -139,6 +147,10 @@ impl HandlerError {
             HandlerError::Unsupported(_) => DeadLetter {
                 reason: "not_supported",
             },
+            HandlerError::NeedsReview(_) => DeadLetter {
+                reason: "needs_review",
+            },
+            HandlerError::Waiting(_) => retry("waiting_for_dependency", None),
             HandlerError::OrderBusy => Retry {
                 reason: "order_busy",
                 retry_after: Some(Duration::from_secs(1)),

@@ -27,6 +27,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "order_sync_reconciled_at",
         include_str!("../../../migrations/0004_order_sync_reconciled_at.sql"),
     ),
+    (
+        5,
+        "refund_sync",
+        include_str!("../../../migrations/0005_refund_sync.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -17,7 +17,7 @@ use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use serde_json::{Value, json};
 
-use crate::domains::orders::mapping::InvoiceDraft;
+use crate::domains::orders::mapping::{CreditNoteDraft, InvoiceDraft, Position};
 use crate::error::HandlerError;
 
 const DOWNSTREAM: &str = "sevdesk";
@@ -33,6 +33,8 @@ pub struct InvoiceInfo {
     pub status: u16,
     /// Sum booked so far.
     pub paid_amount: Decimal,
+    /// `customerInternalNote`: our marker.
+    pub note: Option<String>,
 }
 
 /// A contact to create.
@@ -75,6 +77,7 @@ fn invoice_info(v: &Value) -> Option<InvoiceInfo> {
         paid_amount: text(&v["paidAmount"])
             .and_then(|s| s.parse().ok())
             .unwrap_or_default(),
+        note: text(&v["customerInternalNote"]),
     })
 }
 
@@ -233,21 +236,7 @@ impl SevDeskClient {
         draft: &InvoiceDraft,
         trace: Option<&str>,
     ) -> Result<InvoiceInfo, HandlerError> {
-        let positions: Vec<Value> = draft
-            .positions
-            .iter()
-            .map(|p| {
-                json!({
-                    "objectName": "InvoicePos",
-                    "mapAll": true,
-                    "quantity": p.quantity.to_string(),
-                    "price": p.price.to_string(),
-                    "name": p.name,
-                    "taxRate": p.tax_rate.normalize().to_string(),
-                    "unity": {"id": 1, "objectName": "Unity"},
-                })
-            })
-            .collect();
+        let positions = positions_json("InvoicePos", &draft.positions);
         let body = json!({
             "invoice": {
                 "objectName": "Invoice",
@@ -315,9 +304,20 @@ impl SevDeskClient {
 
     /// Draft → open.
     pub async fn send_by(&self, id: &str, trace: Option<&str>) -> Result<(), HandlerError> {
+        self.send_document("Invoice", id, trace).await
+    }
+
+    /// Marks an invoice or a credit note (`resource`) as sent: draft → open. Repeating it on an
+    /// open document changes nothing.
+    async fn send_document(
+        &self,
+        resource: &str,
+        id: &str,
+        trace: Option<&str>,
+    ) -> Result<(), HandlerError> {
         self.call(
             Method::PUT,
-            &format!("/Invoice/{id}/sendBy"),
+            &format!("/{resource}/{id}/sendBy"),
             &[],
             Some(json!({"sendType": "VPR", "sendDraft": false})),
             trace,
@@ -335,6 +335,20 @@ impl SevDeskClient {
         check_account: &str,
         trace: Option<&str>,
     ) -> Result<(), HandlerError> {
+        self.book_document("Invoice", id, amount, date, check_account, trace)
+            .await
+    }
+
+    /// Books `amount` on an invoice or a credit note (`resource`): sevDesk books both the same way.
+    async fn book_document(
+        &self,
+        resource: &str,
+        id: &str,
+        amount: Decimal,
+        date: DateTime<FixedOffset>,
+        check_account: &str,
+        trace: Option<&str>,
+    ) -> Result<(), HandlerError> {
         let body = json!({
             "amount": amount.to_f64().unwrap_or_default(),
             "date": date.timestamp(),
@@ -344,7 +358,7 @@ impl SevDeskClient {
         });
         self.call(
             Method::PUT,
-            &format!("/Invoice/{id}/bookAmount"),
+            &format!("/{resource}/{id}/bookAmount"),
             &[],
             Some(body),
             trace,
@@ -374,6 +388,110 @@ impl SevDeskClient {
             .ok_or_else(|| malformed("cancelInvoice returned no id"))
     }
 
+    /// Creates a credit note as a draft; returns it.
+    pub async fn save_credit_note(
+        &self,
+        contact_id: &str,
+        draft: &CreditNoteDraft,
+        trace: Option<&str>,
+    ) -> Result<InvoiceInfo, HandlerError> {
+        let body = json!({
+            "creditNote": {
+                "objectName": "CreditNote",
+                "mapAll": true,
+                "creditNoteDate": draft.date.format("%d.%m.%Y").to_string(),
+                "contact": {"id": contact_id, "objectName": "Contact"},
+                "status": "100",
+                "header": draft.header,
+                "customerInternalNote": draft.marker,
+                "currency": draft.currency,
+                "taxType": "default",
+                "addressCountry": {"id": 1, "objectName": "StaticCountry"},
+                "showNet": false,
+                // Money given back to a customer for goods or a service: sevDesk's category
+                // for a reduction of revenue.
+                "bookingCategory": "UNDERACHIEVEMENT",
+            },
+            "creditNotePosSave": positions_json("CreditNotePos", &draft.positions),
+            "creditNotePosDelete": null,
+            "discountSave": null,
+            "discountDelete": null,
+            "takeDefaultAddress": true,
+            "forCashRegister": false,
+        });
+        let created = self
+            .call(
+                Method::POST,
+                "/CreditNote/Factory/saveCreditNote",
+                &[],
+                Some(body),
+                trace,
+            )
+            .await?;
+        invoice_info(&created["objects"]["creditNote"])
+            .ok_or_else(|| malformed("saveCreditNote returned no credit note"))
+    }
+
+    /// The contact's credit notes. sevDesk cannot search credit notes by internal note, so the
+    /// caller looks for its marker among them.
+    pub async fn contact_credit_notes(
+        &self,
+        contact_id: &str,
+        trace: Option<&str>,
+    ) -> Result<Vec<InvoiceInfo>, HandlerError> {
+        let body = self
+            .call(
+                Method::GET,
+                "/CreditNote",
+                &[
+                    ("contact[id]", contact_id),
+                    ("contact[objectName]", "Contact"),
+                    ("limit", "1000"),
+                ],
+                None,
+                trace,
+            )
+            .await?;
+        Ok(objects(&body).iter().filter_map(invoice_info).collect())
+    }
+
+    /// One credit note.
+    pub async fn get_credit_note(
+        &self,
+        id: &str,
+        trace: Option<&str>,
+    ) -> Result<InvoiceInfo, HandlerError> {
+        let body = self
+            .call(Method::GET, &format!("/CreditNote/{id}"), &[], None, trace)
+            .await?;
+        objects(&body)
+            .first()
+            .and_then(invoice_info)
+            .ok_or_else(|| malformed("GET /CreditNote/{id} returned no credit note"))
+    }
+
+    /// Credit note draft → open.
+    pub async fn credit_note_send_by(
+        &self,
+        id: &str,
+        trace: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        self.send_document("CreditNote", id, trace).await
+    }
+
+    /// Books the money paid back on the credit note.
+    pub async fn book_credit_note(
+        &self,
+        id: &str,
+        amount: Decimal,
+        date: DateTime<FixedOffset>,
+        check_account: &str,
+        trace: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        self.book_document("CreditNote", id, amount, date, check_account, trace)
+            .await
+    }
+
     /// The first check account, when none is configured.
     pub async fn first_check_account(&self, trace: Option<&str>) -> Result<String, HandlerError> {
         let body = self
@@ -384,6 +502,23 @@ impl SevDeskClient {
             .and_then(|a| text(&a["id"]))
             .ok_or_else(|| malformed("no check account in sevDesk"))
     }
+}
+
+fn positions_json(object_name: &str, positions: &[Position]) -> Vec<Value> {
+    positions
+        .iter()
+        .map(|p| {
+            json!({
+                "objectName": object_name,
+                "mapAll": true,
+                "quantity": p.quantity.to_string(),
+                "price": p.price.to_string(),
+                "name": p.name,
+                "taxRate": p.tax_rate.normalize().to_string(),
+                "unity": {"id": 1, "objectName": "Unity"},
+            })
+        })
+        .collect()
 }
 
 fn malformed(what: &str) -> HandlerError {

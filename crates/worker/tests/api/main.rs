@@ -11,3 +11,4 @@ mod orders;
 mod outbox;
 mod process;
 mod reconcile;
+mod refunds;

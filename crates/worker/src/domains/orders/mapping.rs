@@ -346,6 +346,209 @@ pub fn invoice_for(shop_domain: &str, order: &Order) -> Result<InvoiceDraft, Map
     })
 }
 
+/// A refund as `refunds/create` sends it (the fields hookline reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refund {
+    /// Shopify refund id.
+    pub id: i64,
+    /// The refunded order.
+    pub order_id: i64,
+    /// `gid://shopify/Refund/…`.
+    #[serde(default)]
+    pub admin_graphql_api_id: Option<String>,
+    /// When the refund was created.
+    pub created_at: DateTime<FixedOffset>,
+    /// When the refund was processed (credit note date).
+    #[serde(default)]
+    pub processed_at: Option<DateTime<FixedOffset>>,
+    /// The merchant's note.
+    #[serde(default)]
+    pub note: Option<String>,
+    /// Refunded items.
+    #[serde(default)]
+    pub refund_line_items: Vec<RefundLineItem>,
+    /// Money movements; `kind: refund, status: success` ones are what the customer got back.
+    #[serde(default)]
+    pub transactions: Vec<Transaction>,
+    /// Shipping refunds and discrepancies between items and money.
+    #[serde(default)]
+    pub order_adjustments: Vec<OrderAdjustment>,
+}
+
+impl Schema for Refund {
+    const KNOWN_FIELDS: &'static [&'static str] = &[
+        "id",
+        "order_id",
+        "admin_graphql_api_id",
+        "created_at",
+        "processed_at",
+        "note",
+        "user_id",
+        "restock",
+        "duties",
+        "total_duties_set",
+        "return",
+        "refund_line_items",
+        "refund_shipping_lines",
+        "transactions",
+        "order_adjustments",
+    ];
+    const OPTIONAL_FIELDS: &'static [&'static str] = &["processed_at", "note"];
+}
+
+/// A refunded line.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefundLineItem {
+    /// Units refunded.
+    pub quantity: i64,
+    /// Their price after discounts, before tax.
+    pub subtotal: Dec,
+    /// Their tax.
+    pub total_tax: Dec,
+    /// The order's line.
+    pub line_item: RefundedLine,
+}
+
+/// The order line a refund line refers to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefundedLine {
+    /// Product title.
+    pub title: String,
+    /// SKU.
+    #[serde(default)]
+    pub sku: Option<String>,
+    /// Taxes of the line (their rates).
+    #[serde(default)]
+    pub tax_lines: Vec<TaxLine>,
+}
+
+/// A payment transaction of a refund.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Transaction {
+    /// `refund` for money given back.
+    pub kind: String,
+    /// `success`, `pending`, `failure`, `error`.
+    pub status: String,
+    /// The amount.
+    pub amount: Dec,
+}
+
+/// An order adjustment of a refund.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrderAdjustment {
+    /// Negative for money refunded (a shipping refund), positive when less money than the items'
+    /// worth was refunded (a discrepancy).
+    pub amount: Dec,
+    /// Its tax, same sign.
+    #[serde(default)]
+    pub tax_amount: Dec,
+    /// `shipping_refund` or `refund_discrepancy`.
+    pub kind: String,
+}
+
+/// The credit note to create for a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreditNoteDraft {
+    /// ISO currency (the order's).
+    pub currency: String,
+    /// The refund's `processed_at`.
+    pub date: DateTime<FixedOffset>,
+    /// Shown on the credit note: order name and refund GID.
+    pub header: String,
+    /// Our marker, looked for before creating again: `hookline:<shop>:<order id>:refund:<id>`.
+    pub marker: String,
+    /// Gross positions, each `quantity 1` so every amount is exactly Shopify's.
+    pub positions: Vec<Position>,
+    /// The money refunded, equal to the positions' sum.
+    pub total: Decimal,
+}
+
+/// The marker that identifies a refund's credit note in sevDesk.
+pub fn refund_marker(shop_domain: &str, order_id: i64, refund_id: i64) -> String {
+    format!("hookline:{shop_domain}:{order_id}:refund:{refund_id}")
+}
+
+/// The money a refund gave back: its successful `refund` transactions.
+pub fn refunded_amount(refund: &Refund) -> Decimal {
+    refund
+        .transactions
+        .iter()
+        .filter(|t| t.kind == "refund" && t.status == "success")
+        .map(|t| t.amount.0)
+        .sum()
+}
+
+/// Maps a refund of the order `order_name` to its credit note, or `None` when no money was
+/// refunded (a restock only).
+///
+/// Positions are gross and carry Shopify's own amounts: per refunded line `subtotal + total_tax`
+/// (quantity 1, the unit count in the text, so no unit price has to be divided and rounded), per
+/// adjustment `-(amount + tax_amount)` with the rate its tax implies. They must add up to the
+/// money refunded, to the cent, or nothing is sent (`amount_mismatch`).
+pub fn credit_note_for(
+    shop_domain: &str,
+    order_name: &str,
+    currency: &str,
+    refund: &Refund,
+) -> Result<Option<CreditNoteDraft>, MappingError> {
+    let refunded = cents(refunded_amount(refund));
+    if refunded.is_zero() {
+        return Ok(None);
+    }
+    let mut positions = vec![];
+    for line in &refund.refund_line_items {
+        let item = &line.line_item;
+        let name = match &item.sku {
+            Some(sku) if !sku.is_empty() => format!("{} ({sku})", item.title),
+            _ => item.title.clone(),
+        };
+        positions.push(Position {
+            name: format!("Erstattung: {} × {name}", line.quantity),
+            quantity: Decimal::ONE,
+            price: cents(line.subtotal.0 + line.total_tax.0),
+            tax_rate: percent(&item.tax_lines),
+        });
+    }
+    for adjustment in &refund.order_adjustments {
+        let (amount, tax) = (adjustment.amount.0, adjustment.tax_amount.0);
+        let rate = if amount.is_zero() || tax.is_zero() {
+            Decimal::ZERO
+        } else {
+            (tax / amount * Decimal::ONE_HUNDRED).round_dp(2)
+        };
+        let name = match adjustment.kind.as_str() {
+            "shipping_refund" => "Erstattung: Versand".to_owned(),
+            "refund_discrepancy" => "Erstattung: Differenz".to_owned(),
+            other => format!("Erstattung: {other}"),
+        };
+        positions.push(Position {
+            name,
+            quantity: Decimal::ONE,
+            price: cents(-(amount + tax)),
+            tax_rate: rate,
+        });
+    }
+    let total = invoice_total(&positions, false);
+    if total != refunded {
+        return Err(MappingError::AmountMismatch {
+            computed: total,
+            shopify: refunded,
+        });
+    }
+    let gid = refund
+        .admin_graphql_api_id
+        .clone()
+        .unwrap_or_else(|| format!("gid://shopify/Refund/{}", refund.id));
+    Ok(Some(CreditNoteDraft {
+        currency: currency.to_owned(),
+        date: refund.processed_at.unwrap_or(refund.created_at),
+        header: format!("Gutschrift zu Bestellung {order_name} ({gid})"),
+        marker: refund_marker(shop_domain, refund.order_id, refund.id),
+        positions,
+        total,
+    }))
+}
+
 /// The invoice total as sevDesk computes it (see the module docs).
 pub fn invoice_total(positions: &[Position], show_net: bool) -> Decimal {
     let sum: Decimal = positions.iter().map(|p| p.quantity * p.price).sum();
@@ -452,6 +655,107 @@ mod tests {
             Err(MappingError::AmountMismatch {
                 computed: dec("119.00"),
                 shopify: dec("119.01")
+            })
+        );
+    }
+
+    const REFUND: &str = include_str!("../../../../../fixtures/shopify/refunds-create.json");
+
+    fn refund(json: &str) -> Refund {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// The sample: one pair of socks, 25.00 net + 4.75 tax = 29.75, refunded by one successful
+    /// transaction of 29.75.
+    #[test]
+    fn the_sample_refund_becomes_a_gross_credit_note_of_29_75() {
+        let draft = credit_note_for("s.myshopify.com", "#1001", "EUR", &refund(REFUND))
+            .unwrap()
+            .unwrap();
+        assert_eq!(draft.total, dec("29.75"));
+        assert_eq!(
+            draft.marker,
+            "hookline:s.myshopify.com:820982911946154508:refund:929361462"
+        );
+        assert!(
+            draft.header.contains("#1001")
+                && draft.header.contains("gid://shopify/Refund/929361462")
+        );
+        assert_eq!(
+            draft.positions,
+            vec![Position {
+                name: "Erstattung: 1 × Wool socks (SOCK-01)".into(),
+                quantity: dec("1"),
+                price: dec("29.75"),
+                tax_rate: dec("19.00")
+            }]
+        );
+    }
+
+    fn with_adjustment(amount: &str, adjustment: &str) -> Refund {
+        refund(
+            &REFUND
+                .replace(r#""amount": "29.75""#, &format!(r#""amount": "{amount}""#))
+                .replace(
+                    r#""order_adjustments": []"#,
+                    &format!(r#""order_adjustments": [{adjustment}]"#),
+                ),
+        )
+    }
+
+    /// Shipping 4.90 + 0.93 tax refunded with the socks: 29.75 + 5.83 = 35.58, the shipping at
+    /// 18.98 %, the rate its rounded tax implies.
+    #[test]
+    fn a_shipping_refund_is_a_position_with_the_rate_its_tax_implies() {
+        let r = with_adjustment(
+            "35.58",
+            r#"{"amount": "-4.90", "tax_amount": "-0.93", "kind": "shipping_refund"}"#,
+        );
+        let draft = credit_note_for("s", "#1", "EUR", &r).unwrap().unwrap();
+        assert_eq!(draft.total, dec("35.58"));
+        assert_eq!(
+            draft.positions[1],
+            Position {
+                name: "Erstattung: Versand".into(),
+                quantity: dec("1"),
+                price: dec("5.83"),
+                tax_rate: dec("18.98")
+            }
+        );
+    }
+
+    #[test]
+    fn a_restock_without_money_needs_no_credit_note_and_failed_transactions_do_not_count() {
+        let mut r = refund(REFUND);
+        r.transactions[0].status = "failure".into();
+        assert_eq!(credit_note_for("s", "#1", "EUR", &r), Ok(None));
+        r.transactions.clear();
+        assert_eq!(credit_note_for("s", "#1", "EUR", &r), Ok(None));
+    }
+
+    /// A refund of 25.00 for items worth 29.75: Shopify adds a discrepancy of +4.75, which the
+    /// credit note shows as a position of −4.75.
+    #[test]
+    fn a_discrepancy_between_items_and_money_is_its_own_position() {
+        let r = with_adjustment(
+            "25.00",
+            r#"{"amount": "4.75", "tax_amount": "0.00", "kind": "refund_discrepancy"}"#,
+        );
+        let draft = credit_note_for("s", "#1", "EUR", &r).unwrap().unwrap();
+        assert_eq!(draft.total, dec("25.00"));
+        assert_eq!(draft.positions[1].name, "Erstattung: Differenz");
+        assert_eq!(draft.positions[1].price, dec("-4.75"));
+        assert_eq!(draft.positions[1].tax_rate, dec("0"));
+    }
+
+    #[test]
+    fn money_that_the_items_do_not_explain_is_refused() {
+        let json = REFUND.replace(r#""amount": "29.75""#, r#""amount": "40.00""#);
+        assert_eq!(
+            credit_note_for("s", "#1", "EUR", &refund(&json)),
+            Err(MappingError::AmountMismatch {
+                computed: dec("29.75"),
+                shopify: dec("40.00")
             })
         );
     }

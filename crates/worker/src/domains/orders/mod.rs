@@ -23,10 +23,10 @@
 //! Topics: `orders/paid` drives the invoice; `orders/create` and `orders/updated` record the order
 //! (no invoice while it is unpaid); `orders/cancelled` cancels an existing invoice (a cancellation
 //! invoice) or, before any invoice, marks the order so a late `orders/paid` creates none.
-//! `refunds/create` is dead-lettered as `not_supported` until refunds are booked, so it can be
-//! replayed then rather than being lost.
+//! `refunds/create` becomes a credit note with the refunded money booked (see [`refunds`]).
 
 pub mod mapping;
+mod refunds;
 
 use std::sync::Arc;
 
@@ -138,28 +138,10 @@ impl OrdersHandler {
         if already_processed(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                &[&LOCK_CLASS, &lock_key(envelope, &order)],
-            )
-            .await?
-            .get(0);
-        if !locked {
-            return Err(HandlerError::OrderBusy);
-        }
+        let key = lock_key(&envelope.shop_domain, order.id);
+        lock_order(&client, &key).await?;
         let result = self.drive(&client, envelope, &order).await;
-        let unlocked = client
-            .execute(
-                "SELECT pg_advisory_unlock($1, hashtext($2))",
-                &[&LOCK_CLASS, &lock_key(envelope, &order)],
-            )
-            .await;
-        if unlocked.is_err() {
-            // The lock must not stay with a pooled connection: throw the connection away, which
-            // releases it on the server.
-            drop(Object::take(client));
-        }
+        unlock_order(client, &key).await;
         result
     }
 
@@ -235,6 +217,22 @@ impl OrdersHandler {
                     let invoice_id = s.invoice_id.clone().ok_or(HandlerError::Unsupported(
                         "invoice state without invoice id".into(),
                     ))?;
+                    let credited = refunds::credited(client, shop, order.id).await?;
+                    if credited >= total {
+                        // Every cent is already on credit notes: a cancellation invoice on top
+                        // would take the revenue off twice.
+                        steps.push("cancelled_fully_refunded");
+                        set_state(client, shop, order.id, SyncState::Cancelled).await?;
+                        s.state = SyncState::Cancelled;
+                        continue;
+                    }
+                    if credited > Decimal::ZERO {
+                        return Err(HandlerError::NeedsReview(format!(
+                            "order {} is cancelled after {credited} of {total} were refunded on credit notes; \
+                             a cancellation invoice would take the refunded part off twice",
+                            order.name
+                        )));
+                    }
                     let existing = self
                         .sevdesk
                         .find_invoices(&marker, trace)
@@ -392,8 +390,38 @@ async fn set_state(
     Ok(())
 }
 
-fn lock_key(envelope: &Envelope, order: &Order) -> String {
-    format!("{}:{}", envelope.shop_domain, order.id)
+fn lock_key(shop: &str, order_id: i64) -> String {
+    format!("{shop}:{order_id}")
+}
+
+/// Takes the order's advisory lock on this connection, or says another delivery holds it.
+async fn lock_order(client: &Object, key: &str) -> Result<(), HandlerError> {
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&LOCK_CLASS, &key],
+        )
+        .await?
+        .get(0);
+    if locked {
+        Ok(())
+    } else {
+        Err(HandlerError::OrderBusy)
+    }
+}
+
+/// Releases the order's lock. The lock must not stay with a pooled connection: if releasing
+/// fails, the connection is thrown away, which releases it on the server.
+async fn unlock_order(client: Object, key: &str) {
+    let unlocked = client
+        .execute(
+            "SELECT pg_advisory_unlock($1, hashtext($2))",
+            &[&LOCK_CLASS, &key],
+        )
+        .await;
+    if unlocked.is_err() {
+        drop(Object::take(client));
+    }
 }
 
 /// The sevDesk contact of an order's customer: a deterministic customer number (searched before
@@ -445,7 +473,7 @@ impl DomainHandler for OrdersHandler {
                 "orders/create" | "orders/updated" | "orders/paid" | "orders/cancelled" => {
                     self.handle_order(envelope).await
                 }
-                "refunds/create" => Err(HandlerError::Unsupported(envelope.topic.clone())),
+                "refunds/create" => self.handle_refund(envelope).await,
                 topic
                     if hookline_core::topics::lookup(topic)
                         .is_some_and(|t| t.domain == hookline_core::Domain::Orders) =>

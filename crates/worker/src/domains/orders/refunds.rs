@@ -1,0 +1,299 @@
+//! Refunds: one sevDesk **credit note** per Shopify refund, with the money paid back booked on it.
+//!
+//! Why a credit note and not a partial booking on the invoice: an invoice that was issued and paid
+//! stays as it was (German bookkeeping wants corrections as their own documents), and a refund
+//! gives money back, which sevDesk records as a credit note (`Gutschrift`, booking category
+//! "underachievement": revenue reduced) whose booking takes the money off the check account. A
+//! second partial refund is a second credit note, so each refund can be traced to its document.
+//!
+//! The steps mirror the invoice's, one `refund_sync` row per `(shop, refund)`:
+//!
+//! ```text
+//! pending ─▶ credit_note_creating ─saveCreditNote─▶ credit_note_created ─sendBy─▶ credit_note_sent
+//!   ─bookAmount─▶ refund_booked        (or at once: no_money_refunded, covered_by_cancellation)
+//! ```
+//!
+//! `credit_note_creating` is committed before the create call; a delivery that finds it looks
+//! among the contact's credit notes for this refund's marker and adopts the one it finds. The
+//! credit note's `paidAmount` is read before booking.
+//!
+//! Refunds and cancellations must not take the same money off twice. Shopify sends both when a
+//! paid order is cancelled with a refund, in either order, and they run under the same order lock:
+//! - a refund of an order whose invoice is already cancelled is `covered_by_cancellation`: the
+//!   cancellation invoice took the whole amount off, nothing more is created;
+//! - a cancellation of an order whose refunds are credited in full needs no cancellation invoice;
+//! - a cancellation after a partial refund is dead-lettered as `needs_review`, because sevDesk
+//!   can only cancel the whole invoice, which would take the refunded part off a second time.
+//!
+//! A refund of an order whose payment is not booked yet waits (`waiting_for_dependency`, retried
+//! with backoff): the invoice it reduces comes first.
+
+use deadpool_postgres::Object;
+use hookline_core::Envelope;
+use rust_decimal::Decimal;
+
+use super::mapping::{self, Refund};
+use super::{OrdersHandler, SyncState, already_processed, lock_key, lock_order, unlock_order};
+use crate::domains::Outcome;
+use crate::error::HandlerError;
+use crate::{idempotency, schema};
+
+/// Where a refund's synchronisation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefundState {
+    Pending,
+    CreditNoteCreating,
+    CreditNoteCreated,
+    CreditNoteSent,
+    RefundBooked,
+    CoveredByCancellation,
+    NoMoneyRefunded,
+}
+
+impl RefundState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RefundState::Pending => "pending",
+            RefundState::CreditNoteCreating => "credit_note_creating",
+            RefundState::CreditNoteCreated => "credit_note_created",
+            RefundState::CreditNoteSent => "credit_note_sent",
+            RefundState::RefundBooked => "refund_booked",
+            RefundState::CoveredByCancellation => "covered_by_cancellation",
+            RefundState::NoMoneyRefunded => "no_money_refunded",
+        }
+    }
+
+    fn parse(s: &str) -> RefundState {
+        match s {
+            "credit_note_creating" => RefundState::CreditNoteCreating,
+            "credit_note_created" => RefundState::CreditNoteCreated,
+            "credit_note_sent" => RefundState::CreditNoteSent,
+            "refund_booked" => RefundState::RefundBooked,
+            "covered_by_cancellation" => RefundState::CoveredByCancellation,
+            "no_money_refunded" => RefundState::NoMoneyRefunded,
+            _ => RefundState::Pending,
+        }
+    }
+}
+
+/// The money of `order`'s refunds that is on credit notes. A refund still between its steps is
+/// not counted but waited for, so a cancellation never decides on half-known refunds.
+pub(super) async fn credited(
+    client: &Object,
+    shop: &str,
+    order_id: i64,
+) -> Result<Decimal, HandlerError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state IN ('pending', 'credit_note_creating', 'credit_note_created', 'credit_note_sent')),
+                    coalesce(sum(amount) FILTER (WHERE state = 'refund_booked'), 0)
+             FROM refund_sync WHERE shop_domain = $1 AND order_id = $2",
+            &[&shop, &order_id],
+        )
+        .await?;
+    let in_progress: i64 = row.get(0);
+    if in_progress > 0 {
+        return Err(HandlerError::Waiting(format!(
+            "{in_progress} refund(s) of order {order_id} are between their steps"
+        )));
+    }
+    Ok(row.get(1))
+}
+
+impl OrdersHandler {
+    /// `refunds/create`: the credit note, under the order's lock.
+    pub(super) async fn handle_refund(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        let refund: Refund = schema::parse(envelope)?;
+        let client = self.pool.get().await?;
+        if already_processed(&client, envelope).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let key = lock_key(&envelope.shop_domain, refund.order_id);
+        lock_order(&client, &key).await?;
+        let result = self.drive_refund(&client, envelope, &refund).await;
+        unlock_order(client, &key).await;
+        result
+    }
+
+    async fn drive_refund(
+        &self,
+        client: &Object,
+        envelope: &Envelope,
+        refund: &Refund,
+    ) -> Result<Outcome, HandlerError> {
+        let shop = envelope.shop_domain.as_str();
+        let trace = Some(envelope.traceparent.as_str());
+        let order = client
+            .query_opt(
+                "SELECT state, order_name, currency, contact_id FROM order_sync WHERE shop_domain = $1 AND order_id = $2",
+                &[&shop, &refund.order_id],
+            )
+            .await?;
+        let Some(order) = order else {
+            return Err(HandlerError::Waiting(format!(
+                "order {} of refund {} is not known yet",
+                refund.order_id, refund.id
+            )));
+        };
+        let order_state = SyncState::parse(order.get::<_, &str>(0));
+        let order_name: Option<String> = order.get(1);
+        let order_name = order_name.unwrap_or_else(|| refund.order_id.to_string());
+        let currency: Option<String> = order.get(2);
+        let contact_id: Option<String> = order.get(3);
+
+        let mut steps: Vec<&'static str> = vec![];
+        let existing = client
+            .query_opt(
+                "SELECT state, credit_note_id FROM refund_sync WHERE shop_domain = $1 AND refund_id = $2",
+                &[&shop, &refund.id],
+            )
+            .await?;
+        let (mut state, mut credit_note_id) = match existing {
+            Some(row) => (RefundState::parse(row.get::<_, &str>(0)), row.get(1)),
+            // A row is written only once the refund can go ahead, so a refund waiting for its
+            // invoice leaves nothing a cancellation would have to wait for in turn.
+            None => {
+                let initial = match order_state {
+                    SyncState::Cancelled => {
+                        steps.push("covered_by_cancellation");
+                        RefundState::CoveredByCancellation
+                    }
+                    SyncState::PaymentBooked => RefundState::Pending,
+                    other => {
+                        return Err(HandlerError::Waiting(format!(
+                            "order {order_name} of refund {} has no booked invoice yet (state {})",
+                            refund.id,
+                            other.as_str()
+                        )));
+                    }
+                };
+                client
+                    .execute(
+                        "INSERT INTO refund_sync (shop_domain, refund_id, order_id, amount, state) VALUES ($1, $2, $3, $4, $5)",
+                        &[&shop, &refund.id, &refund.order_id, &mapping::refunded_amount(refund), &initial.as_str()],
+                    )
+                    .await?;
+                steps.push("refund_recorded");
+                (initial, None)
+            }
+        };
+        let marker = mapping::refund_marker(shop, refund.order_id, refund.id);
+        loop {
+            let next = match state {
+                RefundState::RefundBooked
+                | RefundState::CoveredByCancellation
+                | RefundState::NoMoneyRefunded => break,
+                RefundState::Pending | RefundState::CreditNoteCreating => {
+                    let currency = currency.clone().unwrap_or_else(|| "EUR".into());
+                    let Some(draft) =
+                        mapping::credit_note_for(shop, &order_name, &currency, refund)?
+                    else {
+                        steps.push("no_money_refunded");
+                        set_refund_state(client, shop, refund.id, RefundState::NoMoneyRefunded)
+                            .await?;
+                        state = RefundState::NoMoneyRefunded;
+                        continue;
+                    };
+                    let contact = contact_id.clone().ok_or(HandlerError::Unsupported(
+                        "booked order without contact id".into(),
+                    ))?;
+                    let adopted = if state == RefundState::CreditNoteCreating {
+                        self.sevdesk
+                            .contact_credit_notes(&contact, trace)
+                            .await?
+                            .into_iter()
+                            .find(|c| c.note.as_deref() == Some(marker.as_str()))
+                    } else {
+                        None
+                    };
+                    let id = match adopted {
+                        Some(found) => {
+                            steps.push("credit_note_adopted");
+                            found.id
+                        }
+                        None => {
+                            // Committed before the call: if its answer is lost, the next
+                            // delivery searches before creating.
+                            set_refund_state(
+                                client,
+                                shop,
+                                refund.id,
+                                RefundState::CreditNoteCreating,
+                            )
+                            .await?;
+                            let created = self
+                                .sevdesk
+                                .save_credit_note(&contact, &draft, trace)
+                                .await?;
+                            steps.push("credit_note_created");
+                            created.id
+                        }
+                    };
+                    client
+                        .execute(
+                            "UPDATE refund_sync SET credit_note_id = $3, amount = $4 WHERE shop_domain = $1 AND refund_id = $2",
+                            &[&shop, &refund.id, &id, &draft.total],
+                        )
+                        .await?;
+                    credit_note_id = Some(id);
+                    RefundState::CreditNoteCreated
+                }
+                RefundState::CreditNoteCreated => {
+                    let id = credit_note_id.clone().ok_or(HandlerError::Unsupported(
+                        "credit note state without credit note id".into(),
+                    ))?;
+                    self.sevdesk.credit_note_send_by(&id, trace).await?;
+                    steps.push("credit_note_sent");
+                    RefundState::CreditNoteSent
+                }
+                RefundState::CreditNoteSent => {
+                    let id = credit_note_id.clone().ok_or(HandlerError::Unsupported(
+                        "credit note state without credit note id".into(),
+                    ))?;
+                    // Re-read before booking: a booking whose answer was lost is not repeated.
+                    let note = self.sevdesk.get_credit_note(&id, trace).await?;
+                    let due = mapping::refunded_amount(refund) - note.paid_amount;
+                    if due > Decimal::ZERO {
+                        let account = self.check_account(trace).await?;
+                        let date = refund.processed_at.unwrap_or(refund.created_at);
+                        self.sevdesk
+                            .book_credit_note(&id, due, date, &account, trace)
+                            .await?;
+                        steps.push("refund_booked");
+                    } else {
+                        steps.push("refund_found_booked");
+                    }
+                    RefundState::RefundBooked
+                }
+            };
+            set_refund_state(client, shop, refund.id, next).await?;
+            state = next;
+        }
+        if !idempotency::record(client, envelope).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        metrics::counter!("hookline_worker_refund_states_total", "state" => state.as_str())
+            .increment(1);
+        if steps.is_empty() {
+            return Ok(Outcome::Skipped {
+                reason: "nothing_due",
+            });
+        }
+        Ok(Outcome::Applied { steps })
+    }
+}
+
+async fn set_refund_state(
+    client: &Object,
+    shop: &str,
+    refund_id: i64,
+    state: RefundState,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE refund_sync SET state = $3, updated_at = now() WHERE shop_domain = $1 AND refund_id = $2",
+            &[&shop, &refund_id, &state.as_str()],
+        )
+        .await?;
+    Ok(())
+}
