@@ -347,7 +347,7 @@ def check_compose_wiring() -> None:
                 problems.append(f"{sname}: mounts {source}, which does not exist")
     for sname, service_name in [("ingestor", "hookline-ingestor"), ("worker", "hookline-worker")]:
         env = services[sname].get("environment", {})
-        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != "http://otel-collector:4317" or env.get("OTEL_SERVICE_NAME") != service_name:
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT") != "http://otel-collector:4318" or env.get("OTEL_SERVICE_NAME") != service_name:
             problems.append(f"{sname}: OTEL_EXPORTER_OTLP_ENDPOINT/OTEL_SERVICE_NAME not set to the collector and {service_name}")
     # Prometheus scrapes each service where it listens.
     listen = {"ingestor": services["ingestor"]["environment"].get("HOOKLINE_HTTP_ADDR", ""),

@@ -9,8 +9,9 @@ use hookline_telemetry as telemetry;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env().context("cannot start the ingestor")?;
-    telemetry::init_logging(settings.log_format);
-    tracing::info!(settings = ?settings, "starting hookline-ingestor");
+    let telemetry = telemetry::init(settings.log_format, "hookline-ingestor")
+        .context("cannot set up trace export")?;
+    tracing::info!(settings = ?settings, traces_exported = telemetry.exporting(), "starting hookline-ingestor");
     let app = Application::build(settings)?;
     tracing::info!(port = app.port(), "listening");
     app.run_until_stopped().await.context("HTTP server failed")

@@ -211,6 +211,7 @@ impl Bulkhead {
         );
         if let Some(trace) = hookline_core::trace::TraceParent::parse(&envelope.traceparent) {
             span.record("trace_id", trace.trace_id_hex());
+            hookline_telemetry::continue_trace(&span, &envelope.traceparent);
         }
         async {
             let mut steps = vec!["received"];

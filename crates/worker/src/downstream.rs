@@ -40,3 +40,14 @@ pub fn report_breaker(downstream: &'static str, breaker: &CircuitBreaker) {
     metrics::gauge!("hookline_worker_breaker_state", "downstream" => downstream)
         .set(f64::from(breaker.state().gauge_value()));
 }
+
+/// The `traceparent` header of an outbound call: the current span's own when traces are
+/// exported (the downstream's span becomes its child), else a child of the event's `trace`, so
+/// the trace id reaches the downstream either way. `None` only when there is no trace at all.
+pub fn outgoing_traceparent(trace: Option<&str>) -> Option<String> {
+    hookline_telemetry::traceparent_of(&tracing::Span::current()).or_else(|| {
+        trace
+            .and_then(hookline_core::trace::TraceParent::parse)
+            .map(|parent| parent.child().to_string())
+    })
+}

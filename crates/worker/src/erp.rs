@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hookline_core::breaker::{BreakerOpen, CircuitBreaker};
-use hookline_core::trace::TraceParent;
 use serde_json::json;
 
 /// One outbox row to send.
@@ -97,8 +96,10 @@ impl ErpClient {
                 "created_at": message.created_at,
                 "payload": message.payload,
             }));
-        if let Some(parent) = message.traceparent.as_deref().and_then(TraceParent::parse) {
-            request = request.header("traceparent", parent.child().to_string());
+        if let Some(traceparent) =
+            crate::downstream::outgoing_traceparent(message.traceparent.as_deref())
+        {
+            request = request.header("traceparent", traceparent);
         }
         let result = match request.send().await {
             Err(error) => Err(SendError::Unavailable {

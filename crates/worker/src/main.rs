@@ -29,7 +29,9 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let settings = Settings::from_env().context("cannot start the worker")?;
-    hookline_telemetry::init_logging(settings.log_format);
+    let telemetry = hookline_telemetry::init(settings.log_format, "hookline-worker")
+        .context("cannot set up trace export")?;
+    tracing::debug!(traces_exported = telemetry.exporting(), "telemetry ready");
     match cli.command.unwrap_or(Command::Run) {
         Command::Migrate => {
             let applied = migrate(settings.database_url.expose()).await?;

@@ -17,6 +17,7 @@ use futures_util::StreamExt;
 use hookline_core::retry::RetryPolicy;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::domains::inventory::OUTBOX_CHANNEL;
 use crate::erp::{ErpClient, OutboxMessage, SendError};
@@ -132,7 +133,16 @@ impl Relay {
         }
         let fates: Vec<(OutboxMessage, i32, Fate)> = futures_util::stream::iter(messages)
             .map(|(message, retry_count)| async move {
-                let fate = match self.erp.send(&message).await {
+                // The row's trace continues here: the ERP call is part of the webhook's trace.
+                let span = tracing::info_span!(
+                    "outbox_send",
+                    outbox_id = message.id,
+                    attempt = retry_count + 1
+                );
+                if let Some(trace) = message.traceparent.as_deref() {
+                    hookline_telemetry::continue_trace(&span, trace);
+                }
+                let fate = match self.erp.send(&message).instrument(span).await {
                     Ok(()) => Fate::Sent,
                     Err(SendError::BreakerOpen(_)) => Fate::Deferred,
                     Err(e @ SendError::Rejected { .. }) => Fate::Failed(e.to_string()),

@@ -355,6 +355,12 @@ impl Reconciler {
                 .http
                 .get(url.clone())
                 .header("x-shopify-access-token", access.token.expose())
+                .header(
+                    "traceparent",
+                    crate::downstream::outgoing_traceparent(None).unwrap_or_else(|| {
+                        hookline_core::trace::TraceParent::new_root().to_string()
+                    }),
+                )
                 .send()
                 .await
                 .map_err(|e| ReconcileError::Shopify(crate::failure::error_chain(&e)))?;

@@ -119,17 +119,22 @@ impl Settings {
         let mut bulkheads = BTreeMap::new();
         for domain in Domain::ALL {
             let [concurrency, prefetch, db_pool] = bulkhead_variables(domain);
+            let defaults = BulkheadSettings::default_for(domain);
             bulkheads.insert(
                 domain,
                 BulkheadSettings {
                     concurrency: env
-                        .parse::<usize>(concurrency, 16, "expected a number ≥ 1")?
+                        .parse::<usize>(concurrency, defaults.concurrency, "expected a number ≥ 1")?
                         .max(1),
                     prefetch: env
-                        .parse(prefetch, 32, "expected a number from 1 to 65535")?
+                        .parse(
+                            prefetch,
+                            defaults.prefetch,
+                            "expected a number from 1 to 65535",
+                        )?
                         .max(1),
                     db_pool: env
-                        .parse::<usize>(db_pool, 8, "expected a number ≥ 1")?
+                        .parse::<usize>(db_pool, defaults.db_pool, "expected a number ≥ 1")?
                         .max(1),
                 },
             );
@@ -295,6 +300,27 @@ impl Settings {
     }
 }
 
+impl BulkheadSettings {
+    /// Sizes that suit each domain's work. Inventory is short PostgreSQL transactions: many at
+    /// once, fewer connections than handlers. Orders wait on sevDesk and hold one connection per
+    /// order in flight (the order's advisory lock lives on it), so their pool is larger than
+    /// their concurrency.
+    pub fn default_for(domain: Domain) -> Self {
+        match domain {
+            Domain::Inventory => Self {
+                concurrency: 16,
+                prefetch: 32,
+                db_pool: 8,
+            },
+            Domain::Orders => Self {
+                concurrency: 8,
+                prefetch: 16,
+                db_pool: 10,
+            },
+        }
+    }
+}
+
 /// `HOOKLINE_<DOMAIN>_CONCURRENCY`, `_PREFETCH`, `_DB_POOL`.
 fn bulkhead_variables(domain: Domain) -> [&'static str; 3] {
     match domain {
@@ -317,6 +343,23 @@ mod tests {
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
         Settings::from_lookup(hookline_core::config::pairs(pairs))
+    }
+
+    #[test]
+    fn orders_default_to_a_pool_larger_than_their_concurrency() {
+        let s = settings(&[]).unwrap();
+        let orders = &s.bulkheads[&Domain::Orders];
+        assert_eq!(
+            (orders.concurrency, orders.prefetch, orders.db_pool),
+            (8, 16, 10)
+        );
+        let inventory = &s.bulkheads[&Domain::Inventory];
+        assert_eq!(
+            (inventory.concurrency, inventory.prefetch, inventory.db_pool),
+            (16, 32, 8)
+        );
+        let tuned = settings(&[("HOOKLINE_ORDERS_DB_POOL", "3")]).unwrap();
+        assert_eq!(tuned.bulkheads[&Domain::Orders].db_pool, 3);
     }
 
     #[test]

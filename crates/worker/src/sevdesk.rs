@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset};
 use hookline_core::breaker::CircuitBreaker;
-use hookline_core::trace::TraceParent;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -127,8 +126,8 @@ impl SevDeskClient {
             .http
             .request(method, url)
             .header("authorization", &self.token);
-        if let Some(parent) = trace.and_then(TraceParent::parse) {
-            request = request.header("traceparent", parent.child().to_string());
+        if let Some(traceparent) = crate::downstream::outgoing_traceparent(trace) {
+            request = request.header("traceparent", traceparent);
         }
         if let Some(body) = body {
             request = request.json(&body);

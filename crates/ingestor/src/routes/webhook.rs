@@ -10,6 +10,7 @@ use hookline_core::signature::SignatureError;
 use hookline_core::trace::TraceParent;
 use hookline_core::{Envelope, topics};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::publish::PublishError;
 use crate::routes::{error_chain_fmt, error_response};
@@ -108,8 +109,16 @@ pub async fn receive(
         event_id = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
+    // The trace starts here: with trace export on, the envelope carries this span's own
+    // traceparent, so the worker's spans and the downstream calls become its children.
+    let trace = hookline_telemetry::traceparent_of(&span)
+        .and_then(|t| TraceParent::parse(&t))
+        .unwrap_or_else(TraceParent::new_root);
+    span.record("trace_id", trace.trace_id_hex());
+    let outcome = ingest(&request, payload, &state, received_at, &span, trace)
+        .instrument(span.clone())
+        .await;
     let _guard = span.enter();
-    let outcome = ingest(&request, payload, &state, received_at, &span).await;
     let (topic_label, status) = match &outcome {
         Ok((topic, _)) => (*topic, StatusCode::OK),
         Err((topic, e)) => (*topic, e.status_code()),
@@ -142,6 +151,7 @@ async fn ingest(
     state: &AppState,
     received_at: chrono::DateTime<Utc>,
     span: &tracing::Span,
+    trace: TraceParent,
 ) -> Result<(TopicLabel, Envelope), (TopicLabel, WebhookError)> {
     let body = read_body(request.headers(), payload, state.max_body_bytes)
         .await
@@ -157,8 +167,6 @@ async fn ingest(
     span.record("shop", verified.headers.shop_domain.as_str());
     span.record("webhook_id", verified.headers.webhook_id.as_str());
 
-    let trace = TraceParent::new_root();
-    span.record("trace_id", trace.trace_id_hex());
     let envelope = Envelope::from_webhook(verified.headers, verified.body, received_at, trace)
         .map_err(|e| (label, e.into()))?;
     span.record("event_id", tracing::field::display(envelope.event_id));
