@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export HOOKLINE_SHOPIFY_SECRETS ?= hookline_dev_secret
 
-.PHONY: help services run demo test lint fmt bench clean dlq-list dlq-show dlq-replay
+.PHONY: help services run demo test lint fmt bench clean dlq-list dlq-show dlq-replay dlq-archive dlq-purge
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,7 +32,7 @@ bench: services ## release build, then ingestor vs raw broker publish-confirm, w
 	$(CARGO) build --release -p hookline-ingestor -p hookline-worker -p hookline-bench
 	./target/release/hookline-bench --out BENCHMARKS.md
 
-# Dead letters: DOMAIN=inventory|orders, REASON=retries_exhausted|…, LIMIT=n, EVENT=<event id>.
+# Dead letters: DOMAIN=inventory|orders|compliance, REASON=retries_exhausted|…, LIMIT=n, EVENT=<event id>.
 DLQ_FILTER = $(if $(DOMAIN),--domain $(DOMAIN)) $(if $(REASON),--reason $(REASON)) $(if $(LIMIT),--limit $(LIMIT)) $(if $(EVENT),--event-id $(EVENT))
 
 dlq-list: ## list dead letters (DOMAIN=, REASON=, LIMIT=); nothing is removed
@@ -43,6 +43,12 @@ dlq-show: ## show one dead letter (EVENT=<event id>)
 
 dlq-replay: ## replay dead letters to hookline.events (DOMAIN=, REASON=, LIMIT=, EVENT=, DRY_RUN=1)
 	@$(CARGO) run -q -p hookctl -- dlq replay $(DLQ_FILTER) $(if $(DRY_RUN),--dry-run)
+
+dlq-archive: ## move dead letters into PostgreSQL's dead_letter_archive (DOMAIN=, REASON=, LIMIT=, EVENT=)
+	@$(CARGO) run -q -p hookctl -- dlq archive $(DLQ_FILTER)
+
+dlq-purge: ## delete archived dead letters older than OLDER_THAN (default 90d)
+	@$(CARGO) run -q -p hookctl -- dlq purge --older-than $(or $(OLDER_THAN),90d)
 
 clean:
 	$(CARGO) clean

@@ -49,6 +49,9 @@ pub enum KeyError {
     /// A field the topic's rule needs is absent or of the wrong type.
     #[error("payload field `{field}` is missing or invalid for topic {topic}")]
     MissingField { topic: String, field: &'static str },
+    /// The topic's key is its webhook id, which the payload does not carry.
+    #[error("topic {0} is keyed by its webhook id")]
+    ByWebhookId(String),
 }
 
 /// The few payload fields a key needs. Deserialising only these (serde skips the rest without
@@ -102,6 +105,7 @@ pub fn derive(shop_domain: &str, topic: &str, payload: &str) -> Result<Idempoten
         field,
     };
     let resource = match spec.key {
+        KeyRule::WebhookId => return Err(KeyError::ByWebhookId(topic.to_owned())),
         KeyRule::Id | KeyRule::IdAndUpdatedAt => fields
             .id
             .and_then(ResourceId::into_text)
@@ -119,7 +123,9 @@ pub fn derive(shop_domain: &str, topic: &str, payload: &str) -> Result<Idempoten
         }
     };
     let key = match spec.key {
-        KeyRule::Id | KeyRule::InventoryLevel => format!("{shop_domain}:{topic}:{resource}"),
+        KeyRule::Id | KeyRule::InventoryLevel | KeyRule::WebhookId => {
+            format!("{shop_domain}:{topic}:{resource}")
+        }
         KeyRule::IdAndUpdatedAt | KeyRule::InventoryLevelAndUpdatedAt => {
             let updated_at = fields
                 .updated_at

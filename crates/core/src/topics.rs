@@ -16,17 +16,20 @@ pub enum Domain {
     Inventory,
     /// Orders, payments and refunds towards sevDesk.
     Orders,
+    /// Shopify's mandatory privacy webhooks: erasing and exporting what hookline holds.
+    Compliance,
 }
 
 impl Domain {
     /// Every domain, in a stable order (topology declaration, metrics, CLI listings).
-    pub const ALL: [Domain; 2] = [Domain::Inventory, Domain::Orders];
+    pub const ALL: [Domain; 3] = [Domain::Inventory, Domain::Orders, Domain::Compliance];
 
     /// Short name used in queue names, routing keys of dead letters, metrics labels and settings.
     pub fn name(self) -> &'static str {
         match self {
             Domain::Inventory => "inventory",
             Domain::Orders => "orders",
+            Domain::Compliance => "compliance",
         }
     }
 
@@ -35,6 +38,8 @@ impl Domain {
         match self {
             Domain::Inventory => &["inventory_levels.#", "inventory_items.#", "products.#"],
             Domain::Orders => &["orders.#", "refunds.#"],
+            // Exact keys: other `customers/*` and `shop/*` topics are not privacy requests.
+            Domain::Compliance => &["customers.data_request", "customers.redact", "shop.redact"],
         }
     }
 
@@ -64,6 +69,9 @@ pub enum KeyRule {
     InventoryLevel,
     /// Inventory level plus `updated_at`: stock at one location changes many times.
     InventoryLevelAndUpdatedAt,
+    /// `X-Shopify-Webhook-Id`: the payload has no id of its own (the privacy requests), and
+    /// Shopify's retries of one delivery share the webhook id.
+    WebhookId,
 }
 
 /// One known topic.
@@ -89,6 +97,8 @@ pub struct TopicSpec {
 /// - `inventory_levels/disconnect`: Shopify sends only item and location, so the key is those two;
 ///   a disconnect → connect → disconnect cycle within the dedupe window would be taken as a
 ///   duplicate, which is harmless because disconnecting twice has the same effect as once.
+/// - `customers/data_request`, `customers/redact`, `shop/redact`: no resource id in the payload;
+///   the webhook id (two requests are two actions, and doing one twice changes nothing).
 pub const TOPICS: &[TopicSpec] = &[
     spec("orders/create", Domain::Orders, KeyRule::Id),
     spec("orders/updated", Domain::Orders, KeyRule::IdAndUpdatedAt),
@@ -127,6 +137,13 @@ pub const TOPICS: &[TopicSpec] = &[
         Domain::Inventory,
         KeyRule::InventoryLevel,
     ),
+    spec(
+        "customers/data_request",
+        Domain::Compliance,
+        KeyRule::WebhookId,
+    ),
+    spec("customers/redact", Domain::Compliance, KeyRule::WebhookId),
+    spec("shop/redact", Domain::Compliance, KeyRule::WebhookId),
 ];
 
 const fn spec(topic: &'static str, domain: Domain, key: KeyRule) -> TopicSpec {

@@ -148,6 +148,125 @@ async fn read_all(channel: &Channel, queue: &str) -> Result<Vec<BasicGetMessage>
     Ok(messages)
 }
 
+/// The dead letters matching `filter` with their bodies (the envelope as queued); nothing is
+/// taken out of the queues.
+pub async fn scan(
+    connection: &Connection,
+    filter: &Filter,
+) -> Result<Vec<(DeadLetter, Vec<u8>)>, DlqError> {
+    let mut found = vec![];
+    for queue in filter.queues() {
+        let channel = connection.create_channel().await?;
+        let messages = read_all(&channel, &queue).await?;
+        found.extend(
+            messages
+                .iter()
+                .map(|m| (describe(&queue, m), m.delivery.data.clone()))
+                .filter(|(d, _)| filter.matches(d)),
+        );
+        let _ = channel.close(200, "scanned".into()).await;
+    }
+    if let Some(limit) = filter.limit {
+        found.truncate(limit);
+    }
+    Ok(found)
+}
+
+/// One dead letter taken out of its queue by [`take`].
+#[derive(Debug, Clone)]
+pub struct Taken {
+    /// What it says.
+    pub dead: DeadLetter,
+    /// The body as queued.
+    pub body: Vec<u8>,
+    /// Its AMQP headers, as JSON.
+    pub headers: serde_json::Value,
+}
+
+/// Takes the dead letters matching `filter` and `select` out of their queues: each is handed to
+/// `keep` (which makes it durable elsewhere, or decides it is to be erased) and acked only after
+/// `keep` returned `Ok`. Anything else returns to its queue in its original order. Returns what
+/// was taken.
+pub async fn take<S, K, F, E>(
+    connection: &Connection,
+    filter: &Filter,
+    select: S,
+    mut keep: K,
+) -> Result<Vec<DeadLetter>, E>
+where
+    S: Fn(&DeadLetter, &[u8]) -> bool,
+    K: FnMut(Taken) -> F,
+    F: std::future::Future<Output = Result<(), E>>,
+    E: From<DlqError>,
+{
+    let mut taken = vec![];
+    for queue in filter.queues() {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| E::from(e.into()))?;
+        let messages = read_all(&channel, &queue)
+            .await
+            .map_err(|e| E::from(e.into()))?;
+        for m in &messages {
+            let dead = describe(&queue, m);
+            let within_limit = filter.limit.is_none_or(|l| taken.len() < l);
+            if !filter.matches(&dead) || !within_limit || !select(&dead, &m.delivery.data) {
+                continue;
+            }
+            keep(Taken {
+                dead: dead.clone(),
+                body: m.delivery.data.clone(),
+                headers: headers_json(&m.delivery.properties),
+            })
+            .await?;
+            m.delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .map_err(|e| E::from(e.into()))?;
+            taken.push(dead);
+        }
+        let _ = channel.close(200, "taken".into()).await;
+    }
+    Ok(taken)
+}
+
+/// AMQP headers as JSON (strings, numbers, booleans, tables and arrays; bytes as text).
+pub fn headers_json(p: &BasicProperties) -> serde_json::Value {
+    fn value(v: &AMQPValue) -> serde_json::Value {
+        use serde_json::Value as J;
+        match v {
+            AMQPValue::Boolean(b) => J::Bool(*b),
+            AMQPValue::ShortShortInt(n) => J::from(*n),
+            AMQPValue::ShortShortUInt(n) => J::from(*n),
+            AMQPValue::ShortInt(n) => J::from(*n),
+            AMQPValue::ShortUInt(n) => J::from(*n),
+            AMQPValue::LongInt(n) => J::from(*n),
+            AMQPValue::LongUInt(n) => J::from(*n),
+            AMQPValue::LongLongInt(n) => J::from(*n),
+            AMQPValue::Float(f) => J::from(f64::from(*f)),
+            AMQPValue::Double(f) => J::from(*f),
+            AMQPValue::ShortString(s) => J::from(s.as_str()),
+            AMQPValue::LongString(s) => J::from(s.to_string()),
+            AMQPValue::Timestamp(t) => J::from(*t),
+            AMQPValue::FieldArray(a) => J::Array(a.as_slice().iter().map(value).collect()),
+            AMQPValue::FieldTable(t) => table(t),
+            AMQPValue::ByteArray(b) => J::from(String::from_utf8_lossy(b.as_slice()).into_owned()),
+            AMQPValue::DecimalValue(d) => J::from(format!("{d:?}")),
+            AMQPValue::Void => J::Null,
+        }
+    }
+    fn table(t: &FieldTable) -> serde_json::Value {
+        serde_json::Value::Object(
+            t.inner()
+                .iter()
+                .map(|(k, v)| (k.to_string(), value(v)))
+                .collect(),
+        )
+    }
+    p.headers().as_ref().map_or(serde_json::Value::Null, table)
+}
+
 /// The dead letters matching `filter`; nothing is taken out of the queues.
 pub async fn list(connection: &Connection, filter: &Filter) -> Result<Vec<DeadLetter>, DlqError> {
     let mut found = vec![];

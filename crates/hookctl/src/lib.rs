@@ -6,6 +6,8 @@
 //! [`dlq::replay`] republishes the selected ones to `hookline.events` with their original routing
 //! key and a fresh attempt count, and acks each dead letter only **after** the broker confirmed
 //! its republish — a crash mid-replay duplicates at worst (idempotency absorbs it) and never
-//! loses a message.
+//! loses a message. [`archive::archive`] moves the selected ones into PostgreSQL instead, each acked
+//! only after its row is committed, and [`archive::purge`] deletes old archived rows.
 
+pub mod archive;
 pub mod dlq;

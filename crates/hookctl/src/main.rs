@@ -1,10 +1,11 @@
-//! `hookctl dlq list|show|replay`: dead letters for operators. See the README's "Dead letters".
+//! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See the README's "Dead letters".
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
+use hookctl::archive;
 use hookctl::dlq::{self, DeadLetter, Filter};
 use hookline_core::Domain;
 use lapin::{Connection, ConnectionProperties};
@@ -20,6 +21,14 @@ struct Cli {
         hide_env_values = true
     )]
     amqp_url: String,
+    /// PostgreSQL, for the dead-letter archive (the worker's database).
+    #[arg(
+        long,
+        env = "HOOKLINE_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    database_url: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,11 +66,23 @@ enum DlqCommand {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Move dead letters into PostgreSQL's dead_letter_archive; each is removed from its queue
+    /// only after its row is committed.
+    Archive {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Delete archived dead letters archived longer ago than --older-than (e.g. 30d, 12h).
+    Purge {
+        /// Age, with a unit: d, h, m or s.
+        #[arg(long)]
+        older_than: String,
+    },
 }
 
 #[derive(Args)]
 struct FilterArgs {
-    /// inventory or orders (default: all).
+    /// inventory, orders or compliance (default: all).
     #[arg(long)]
     domain: Option<String>,
     /// Only this reason, e.g. retries_exhausted.
@@ -85,10 +106,9 @@ impl FilterArgs {
     fn into_filter(self) -> anyhow::Result<Filter> {
         let domain = match self.domain.as_deref() {
             None | Some("") => None,
-            Some(d) => Some(
-                Domain::parse(d)
-                    .with_context(|| format!("unknown domain {d:?} (inventory, orders)"))?,
-            ),
+            Some(d) => Some(Domain::parse(d).with_context(|| {
+                format!("unknown domain {d:?} (inventory, orders, compliance)")
+            })?),
         };
         Ok(Filter {
             domain,
@@ -139,7 +159,25 @@ fn table(rows: &[DeadLetter]) {
     println!("{} dead letter(s)", rows.len());
 }
 
+async fn database(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, driver) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to PostgreSQL (HOOKLINE_DATABASE_URL)")?;
+    tokio::spawn(driver);
+    Ok(client)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Dlq(DlqCommand::Purge { older_than }) = &cli.command {
+        let age = archive::parse_age(older_than)
+            .with_context(|| format!("--older-than {older_than:?}: expected e.g. 30d, 12h, 90m"))?;
+        let db = database(&cli.database_url).await?;
+        let deleted = archive::purge(&db, Utc::now() - age)
+            .await
+            .context("cannot purge dead_letter_archive (has `hookline-worker migrate` run?)")?;
+        println!("{deleted} archived dead letter(s) older than {older_than} deleted");
+        return Ok(());
+    }
     let connection = Connection::connect(
         &cli.amqp_url,
         ConnectionProperties::default().with_connection_name("hookctl".into()),
@@ -186,6 +224,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report.kept
             );
         }
+        Command::Dlq(DlqCommand::Archive { filter }) => {
+            let db = database(&cli.database_url).await?;
+            let archived = archive::archive(&connection, &db, &filter.into_filter()?).await?;
+            table(&archived);
+            println!("{} archived to dead_letter_archive", archived.len());
+        }
+        Command::Dlq(DlqCommand::Purge { .. }) => unreachable!("handled before connecting"),
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())

@@ -54,6 +54,9 @@ pub enum HandlerError {
         /// How long the other claim still lives, if known.
         retry_in: Option<Duration>,
     },
+    /// The broker could not be used for a step of the effect (reading dead-letter queues).
+    #[error("broker unavailable: {0}")]
+    Broker(String),
     /// A database error.
     #[error("database error")]
     Database(#[from] tokio_postgres::Error),
@@ -90,6 +93,12 @@ pub enum HandlerError {
     /// The handler took longer than allowed.
     #[error("handler timed out after {0:?}")]
     Timeout(Duration),
+}
+
+impl From<hookctl::dlq::DlqError> for HandlerError {
+    fn from(e: hookctl::dlq::DlqError) -> Self {
+        HandlerError::Broker(crate::failure::error_chain(&e))
+    }
 }
 
 /// What to do with a message whose handling failed.
@@ -168,6 +177,7 @@ impl HandlerError {
                 reason: "database_rejected",
             },
             HandlerError::Pool(_) => retry("database_unavailable", None),
+            HandlerError::Broker(_) => retry("broker_unavailable", None),
             HandlerError::Downstream {
                 status,
                 retry_after,

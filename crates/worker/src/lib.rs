@@ -14,7 +14,8 @@
 //! - [`failure`]: the failure headers a retry or dead letter carries;
 //! - [`outbox`] + [`erp`]: the relay that sends committed outbox rows to the ERP;
 //! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]);
-//! - [`reconcile`]: the poller that republishes orders whose webhooks never got through.
+//! - [`reconcile`]: the poller that republishes orders whose webhooks never got through;
+//! - [`domains::compliance`]: Shopify's privacy webhooks; [`retention`]: pruning old rows.
 //!
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
@@ -29,6 +30,7 @@ pub mod idempotency;
 pub mod migrate;
 pub mod outbox;
 pub mod reconcile;
+pub mod retention;
 pub mod schema;
 pub mod settings;
 pub mod sevdesk;

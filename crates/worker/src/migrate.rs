@@ -32,6 +32,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "refund_sync",
         include_str!("../../../migrations/0005_refund_sync.sql"),
     ),
+    (
+        6,
+        "archive_and_compliance",
+        include_str!("../../../migrations/0006_archive_and_compliance.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -86,6 +86,8 @@ pub struct Settings {
     pub run_outbox_relay: bool,
     /// The reconciliation poller (off when no shop is configured).
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// What is pruned when.
+    pub retention: crate::retention::RetentionSettings,
     /// Circuit breaker of each downstream (defaults of the core breaker).
     pub breaker: BreakerConfig,
     /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS` (25): on SIGTERM, how long in-flight work may take.
@@ -104,7 +106,7 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::from_fn(get);
         let domains = env
-            .string("HOOKLINE_WORKER_DOMAINS", "inventory,orders")
+            .string("HOOKLINE_WORKER_DOMAINS", "inventory,orders,compliance")
             .split(',')
             .map(str::trim)
             .filter(|d| !d.is_empty())
@@ -112,7 +114,7 @@ impl Settings {
                 Domain::parse(d).ok_or_else(|| ConfigError::Invalid {
                     name: "HOOKLINE_WORKER_DOMAINS",
                     value: d.to_owned(),
-                    reason: "expected a comma-separated list of inventory, orders",
+                    reason: "expected a comma-separated list of inventory, orders, compliance",
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -277,6 +279,17 @@ impl Settings {
                     "expected seconds",
                 )?),
             },
+            retention: crate::retention::RetentionSettings {
+                interval: Duration::from_secs(env.parse(
+                    "HOOKLINE_RETENTION_INTERVAL_SECS",
+                    3600,
+                    "expected seconds (0: off)",
+                )?),
+                processed_events: days(&env, "HOOKLINE_RETENTION_PROCESSED_EVENTS_DAYS", 30)?,
+                outbox_sent: days(&env, "HOOKLINE_RETENTION_OUTBOX_SENT_DAYS", 7)?,
+                dead_letter_archive: days(&env, "HOOKLINE_RETENTION_DEAD_LETTER_ARCHIVE_DAYS", 90)?,
+                exports: days(&env, "HOOKLINE_RETENTION_EXPORT_DAYS", 30)?,
+            },
             breaker: BreakerConfig {
                 open_for: Duration::from_millis(env.parse(
                     "HOOKLINE_BREAKER_OPEN_MS",
@@ -317,8 +330,30 @@ impl BulkheadSettings {
                 prefetch: 16,
                 db_pool: 10,
             },
+            // Rare requests, each scanning the dead-letter queues: one or two at a time.
+            Domain::Compliance => Self {
+                concurrency: 2,
+                prefetch: 4,
+                db_pool: 3,
+            },
         }
     }
+}
+
+fn days<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    name: &'static str,
+    default: u32,
+) -> Result<chrono::Duration, ConfigError> {
+    let n: u32 = env.parse(name, default, "expected whole days ≥ 1")?;
+    if n == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            value: "0".into(),
+            reason: "expected whole days ≥ 1",
+        });
+    }
+    Ok(chrono::Duration::days(i64::from(n)))
 }
 
 /// `HOOKLINE_<DOMAIN>_CONCURRENCY`, `_PREFETCH`, `_DB_POOL`.
@@ -333,6 +368,11 @@ fn bulkhead_variables(domain: Domain) -> [&'static str; 3] {
             "HOOKLINE_ORDERS_CONCURRENCY",
             "HOOKLINE_ORDERS_PREFETCH",
             "HOOKLINE_ORDERS_DB_POOL",
+        ],
+        Domain::Compliance => [
+            "HOOKLINE_COMPLIANCE_CONCURRENCY",
+            "HOOKLINE_COMPLIANCE_PREFETCH",
+            "HOOKLINE_COMPLIANCE_DB_POOL",
         ],
     }
 }

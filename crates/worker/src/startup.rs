@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::consume::Bulkhead;
 use crate::domains::DomainHandler;
+use crate::domains::compliance::ComplianceHandler;
 use crate::domains::inventory::InventoryHandler;
 use crate::domains::orders::OrdersHandler;
 use crate::erp::ErpClient;
@@ -25,6 +26,7 @@ use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::outbox::Relay;
 use crate::reconcile::Reconciler;
+use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::sevdesk::SevDeskClient;
 
@@ -69,6 +71,7 @@ pub struct Worker {
     claims: Claims,
     relay: Option<Relay>,
     reconciler: Option<Reconciler>,
+    retention: Option<Retention>,
     listener: TcpListener,
     health: Arc<Health>,
 }
@@ -87,6 +90,19 @@ impl Worker {
                         settings.bulkhead(domain).db_pool,
                     )?;
                     handlers.insert(domain, Arc::new(InventoryHandler::new(pool)));
+                }
+                Domain::Compliance => {
+                    let pool = pool(
+                        settings.database_url.expose(),
+                        settings.bulkhead(domain).db_pool,
+                    )?;
+                    handlers.insert(
+                        domain,
+                        Arc::new(ComplianceHandler::new(
+                            pool,
+                            settings.amqp_url.expose().to_owned(),
+                        )),
+                    );
                 }
                 Domain::Orders => {
                     let pool = pool(
@@ -149,6 +165,14 @@ impl Worker {
                 .context("cannot build the reconciliation poller")?,
             )
         };
+        let retention = if settings.retention.interval.is_zero() {
+            None
+        } else {
+            Some(Retention::new(
+                pool(settings.database_url.expose(), 1)?,
+                settings.retention.clone(),
+            ))
+        };
         let listener = TcpListener::bind(&settings.http_addr).with_context(|| {
             format!(
                 "cannot bind HOOKLINE_WORKER_HTTP_ADDR={}",
@@ -162,6 +186,7 @@ impl Worker {
             claims,
             relay,
             reconciler,
+            retention,
             listener,
             health,
         })
@@ -196,6 +221,9 @@ impl Worker {
         let reconcile_task = self
             .reconciler
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
+        let retention_task = self
+            .retention
+            .map(|r| tokio::spawn(r.run(shutdown.clone())));
         let relay_task = self.relay.map(|relay| {
             tokio::spawn(relay.run(
                 self.settings.database_url.expose().to_owned(),
@@ -222,7 +250,7 @@ impl Worker {
         if let Some(task) = relay_task {
             let _ = task.await;
         }
-        if let Some(task) = reconcile_task {
+        for task in [reconcile_task, retention_task].into_iter().flatten() {
             let _ = task.await;
         }
         server_handle.stop(true).await;

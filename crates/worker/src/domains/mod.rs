@@ -1,5 +1,6 @@
 //! The effects, one module per domain.
 
+pub mod compliance;
 pub mod inventory;
 pub mod orders;
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use hookctl::archive;
 use hookctl::dlq::{self, Filter};
 use hookline_core::Domain;
 use hookline_sandbox::Faults;
@@ -145,4 +146,104 @@ async fn a_dead_letter_is_listed_then_replayed_after_the_fault_is_fixed_and_appl
             .replayed
             .is_empty()
     );
+}
+
+/// Dead letters an operator will not replay are moved into PostgreSQL: acked only once their row
+/// is committed, archived once even when archiving is interrupted, and purged by age.
+#[tokio::test]
+async fn dead_letters_are_archived_once_each_and_purged_by_age() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[
+            ("HOOKLINE_WORKER_DOMAINS", "inventory"),
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+        ])
+        .await;
+    let poisoned: Vec<_> = (0..3)
+        .map(|i| {
+            envelope(
+                "inventory_levels/update",
+                SHOP,
+                &format!(
+                    r#"{{"inventory_item_id":{i},"location_id":1,"available":"many","updated_at":"2026-11-20T10:00:00Z"}}"#
+                ),
+            )
+        })
+        .collect();
+    for e in &poisoned {
+        world.publish(e).await;
+    }
+    let inventory = Filter {
+        domain: Some(Domain::Inventory),
+        ..Filter::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dlq::list(&world.amqp, &inventory).await.unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "not dead-lettered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let db = world.db.client().await;
+
+    // Interrupted: the row of the first is written, then archiving fails before its ack.
+    let interrupted: Result<Vec<_>, archive::ArchiveError> = dlq::take(
+        &world.amqp,
+        &Filter {
+            limit: Some(1),
+            ..inventory.clone()
+        },
+        |_, _| true,
+        |taken| {
+            let db = &db;
+            async move {
+                archive::insert(db, &taken, false).await?;
+                Err(archive::ArchiveError::Dlq(dlq::DlqError::NotConfirmed(
+                    "simulated crash".into(),
+                )))
+            }
+        },
+    )
+    .await;
+    assert!(interrupted.is_err());
+    assert_eq!(
+        dlq::list(&world.amqp, &inventory).await.unwrap().len(),
+        3,
+        "nothing acked"
+    );
+
+    // Archiving two: the first is found archived already and only acked; then the second.
+    let archived = archive::archive(
+        &world.amqp,
+        &db,
+        &Filter {
+            limit: Some(2),
+            ..inventory.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(archived.len(), 2);
+    assert_eq!(archived[0].event_id, poisoned[0].event_id.to_string());
+    let left = dlq::list(&world.amqp, &inventory).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].event_id, poisoned[2].event_id.to_string());
+    let row = db
+        .query_one(
+            "SELECT count(*), min(reason), min(topic), bool_and(payload IS NOT NULL AND body IS NOT NULL AND redacted_at IS NULL) FROM dead_letter_archive",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 2, "archived once each");
+    assert_eq!(row.get::<_, String>(1), "schema_mismatch");
+    assert_eq!(row.get::<_, String>(2), "inventory_levels/update");
+    assert!(row.get::<_, bool>(3), "reason, body and payload kept");
+
+    // Purge: nothing is older than a day; everything is older than a second from now.
+    let day = archive::parse_age("1d").unwrap();
+    assert_eq!(
+        archive::purge(&db, chrono::Utc::now() - day).await.unwrap(),
+        0
+    );
+    let later = chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(archive::purge(&db, later).await.unwrap(), 2);
 }

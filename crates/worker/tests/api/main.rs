@@ -2,6 +2,7 @@
 //! server plays the ERP. Each test has its own vhost, database and Redis prefix.
 
 mod bulkhead;
+mod compliance;
 mod dlq;
 mod e2e;
 mod failures;
@@ -12,3 +13,4 @@ mod outbox;
 mod process;
 mod reconcile;
 mod refunds;
+mod retention;

@@ -1,0 +1,488 @@
+//! Shopify's mandatory privacy webhooks: `customers/redact`, `shop/redact` and
+//! `customers/data_request`, in their own bulkhead so a long erasure never holds up orders.
+//!
+//! What hookline holds about a customer: `order_sync` rows (order name and the sevDesk contact
+//! id; no names or addresses), and whole payloads in dead letters — still queued, or archived in
+//! `dead_letter_archive`. Outbox rows carry stock levels only, no personal data. The invoices and
+//! credit notes in sevDesk are the merchant's accounting records, which the merchant must keep by
+//! law; hookline does not touch them.
+//!
+//! - `customers/redact`: the orders named in `orders_to_redact` lose their order name and contact
+//!   id (`redacted_at` is set); archived dead letters about the customer (their `customer.id`,
+//!   e-mail, or one of those orders) lose body and payload; queued dead letters about the customer
+//!   are taken out of the queues and archived without body and payload.
+//! - `shop/redact` (48 h after a shop uninstalled the app): everything of the shop is deleted —
+//!   order and refund sync rows, processed events, stock levels, outbox rows, reconciliation
+//!   watermarks, archived dead letters, exports — and its queued dead letters are taken out of
+//!   the queues and dropped.
+//! - `customers/data_request`: what hookline holds about the customer is written to
+//!   `data_request_exports` (one row per request) for the merchant to hand over.
+//!
+//! Each action is recorded in `compliance_actions` (which request, when, counts), never with the
+//! data itself, in the transaction that records the event as processed. Every step is safe to
+//! repeat, so a crash mid-way is finished by the redelivery.
+
+use deadpool_postgres::Pool;
+use hookctl::dlq::{self, DeadLetter, Filter};
+use hookline_core::Envelope;
+use lapin::{Connection, ConnectionProperties};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::domains::{BoxFuture, DomainHandler, Outcome};
+use crate::error::HandlerError;
+use crate::schema::Schema;
+use crate::{idempotency, schema};
+
+/// The customer a request is about.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CustomerRef {
+    /// Shopify customer id.
+    pub id: i64,
+    /// E-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Phone.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+/// `customers/redact`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CustomerRedact {
+    /// The shop.
+    pub shop_domain: String,
+    /// The customer.
+    pub customer: CustomerRef,
+    /// Orders whose data is to be erased.
+    #[serde(default)]
+    pub orders_to_redact: Vec<i64>,
+}
+
+impl Schema for CustomerRedact {
+    const KNOWN_FIELDS: &'static [&'static str] =
+        &["shop_id", "shop_domain", "customer", "orders_to_redact"];
+    const OPTIONAL_FIELDS: &'static [&'static str] = &["orders_to_redact"];
+}
+
+/// The `data_request` object.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataRequestRef {
+    /// The request's id.
+    pub id: i64,
+}
+
+/// `customers/data_request`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataRequest {
+    /// The shop.
+    pub shop_domain: String,
+    /// The customer.
+    pub customer: CustomerRef,
+    /// Orders the customer asked about.
+    #[serde(default)]
+    pub orders_requested: Vec<i64>,
+    /// The request.
+    pub data_request: DataRequestRef,
+}
+
+impl Schema for DataRequest {
+    const KNOWN_FIELDS: &'static [&'static str] = &[
+        "shop_id",
+        "shop_domain",
+        "customer",
+        "orders_requested",
+        "data_request",
+    ];
+    const OPTIONAL_FIELDS: &'static [&'static str] = &["orders_requested"];
+}
+
+/// `shop/redact`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ShopRedact {
+    /// The shop.
+    pub shop_domain: String,
+}
+
+impl Schema for ShopRedact {
+    const KNOWN_FIELDS: &'static [&'static str] = &["shop_id", "shop_domain"];
+    const OPTIONAL_FIELDS: &'static [&'static str] = &[];
+}
+
+/// Whether a Shopify payload is about `customer` or one of `orders`: its customer id, its
+/// (customer's) e-mail, its order id (`id` of an order, `order_id` of a refund).
+pub fn concerns(payload: &Value, customer: &CustomerRef, orders: &[i64]) -> bool {
+    let id_of = |v: &Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    };
+    let same_email = |v: &Value| {
+        matches!((v.as_str(), customer.email.as_deref()),
+            (Some(a), Some(b)) if !b.is_empty() && a.eq_ignore_ascii_case(b))
+    };
+    id_of(&payload["customer"]["id"]) == Some(customer.id)
+        || same_email(&payload["email"])
+        || same_email(&payload["customer"]["email"])
+        || id_of(&payload["order_id"]).is_some_and(|o| orders.contains(&o))
+        || (payload.get("line_items").is_some()
+            && id_of(&payload["id"]).is_some_and(|o| orders.contains(&o)))
+}
+
+/// Whether a queued dead letter (its body, an envelope) belongs to `shop` and concerns the
+/// customer.
+fn dead_letter_concerns(body: &[u8], shop: &str, customer: &CustomerRef, orders: &[i64]) -> bool {
+    let Ok(envelope) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    envelope["shop_domain"].as_str() == Some(shop)
+        && concerns(&envelope["payload"], customer, orders)
+}
+
+/// The compliance domain's effect.
+pub struct ComplianceHandler {
+    pool: Pool,
+    /// For the dead-letter queues (a connection per request: they are rare).
+    amqp_url: String,
+}
+
+impl ComplianceHandler {
+    /// A handler using `pool` (the compliance bulkhead's) and the broker at `amqp_url`.
+    pub fn new(pool: Pool, amqp_url: String) -> Self {
+        Self { pool, amqp_url }
+    }
+
+    async fn broker(&self) -> Result<Connection, HandlerError> {
+        Connection::connect(
+            &self.amqp_url,
+            ConnectionProperties::default().with_connection_name("hookline-compliance".into()),
+        )
+        .await
+        .map_err(|e| HandlerError::Broker(crate::failure::error_chain(&e)))
+    }
+
+    async fn customer_redact(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        let request: CustomerRedact = schema::parse(envelope)?;
+        let shop = envelope.shop_domain.as_str();
+        let orders = &request.orders_to_redact;
+        let mut client = self.pool.get().await?;
+        if already(&client, envelope).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let orders_redacted = client
+            .execute(
+                "UPDATE order_sync SET order_name = NULL, contact_id = NULL, redacted_at = now()
+                 WHERE shop_domain = $1 AND order_id = ANY($2) AND redacted_at IS NULL",
+                &[&shop, orders],
+            )
+            .await?;
+        let archived = client
+            .query(
+                "SELECT id, payload FROM dead_letter_archive WHERE shop_domain = $1 AND payload IS NOT NULL",
+                &[&shop],
+            )
+            .await?;
+        let ids: Vec<i64> = archived
+            .iter()
+            .filter(|r| concerns(&r.get::<_, Value>(1), &request.customer, orders))
+            .map(|r| r.get(0))
+            .collect();
+        let archive_erased = client
+            .execute(
+                "UPDATE dead_letter_archive SET body = NULL, payload = NULL, redacted_at = now() WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        // Queued dead letters: archived without body or payload, then acked.
+        let connection = self.broker().await?;
+        let taken = dlq::take(
+            &connection,
+            &Filter::default(),
+            |_: &DeadLetter, body: &[u8]| {
+                dead_letter_concerns(body, shop, &request.customer, orders)
+            },
+            |taken| {
+                let client = &client;
+                async move {
+                    hookctl::archive::insert(client, &taken, true).await?;
+                    Ok::<_, HandlerError>(())
+                }
+            },
+        )
+        .await;
+        let _ = connection.close(200, "redacted".into()).await;
+        let queued_erased = taken?.len();
+        let summary = json!({
+            "orders_to_redact": orders.len(),
+            "order_sync_rows_redacted": orders_redacted,
+            "archived_dead_letters_erased": archive_erased,
+            "queued_dead_letters_erased": queued_erased,
+        });
+        finish(
+            &mut client,
+            envelope,
+            Some(request.customer.id),
+            None,
+            summary,
+        )
+        .await
+    }
+
+    async fn shop_redact(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        let request: ShopRedact = schema::parse(envelope)?;
+        let shop = envelope.shop_domain.as_str();
+        if request.shop_domain != shop {
+            return Err(HandlerError::NeedsReview(format!(
+                "shop/redact for {} arrived from {shop}",
+                request.shop_domain
+            )));
+        }
+        let mut client = self.pool.get().await?;
+        if already(&client, envelope).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let mut summary = serde_json::Map::new();
+        let tx = client.transaction().await?;
+        for (table, condition) in [
+            ("order_sync", "shop_domain = $1"),
+            ("refund_sync", "shop_domain = $1"),
+            ("processed_events", "shop_domain = $1"),
+            ("warehouse_stock", "shop_domain = $1"),
+            ("outbox_events", "payload->>'shop_domain' = $1"),
+            ("reconcile_watermarks", "shop_domain = $1"),
+            ("dead_letter_archive", "shop_domain = $1"),
+            ("data_request_exports", "shop_domain = $1"),
+        ] {
+            let deleted = tx
+                .execute(&format!("DELETE FROM {table} WHERE {condition}"), &[&shop])
+                .await?;
+            summary.insert(format!("{table}_deleted"), json!(deleted));
+        }
+        tx.commit().await?;
+        let connection = self.broker().await?;
+        let taken = dlq::take(
+            &connection,
+            &Filter::default(),
+            |dead: &DeadLetter, _: &[u8]| dead.shop == shop,
+            |_| async { Ok::<_, HandlerError>(()) },
+        )
+        .await;
+        let _ = connection.close(200, "redacted".into()).await;
+        summary.insert("queued_dead_letters_deleted".into(), json!(taken?.len()));
+        finish(&mut client, envelope, None, None, Value::Object(summary)).await
+    }
+
+    async fn data_request(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        let request: DataRequest = schema::parse(envelope)?;
+        let shop = envelope.shop_domain.as_str();
+        let orders = &request.orders_requested;
+        let customer = &request.customer;
+        let mut client = self.pool.get().await?;
+        if already(&client, envelope).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let order_rows = client
+            .query(
+                "SELECT order_id, order_name, state, financial_status, total_price::text, currency,
+                        contact_id, invoice_id, cancellation_id, created_at, updated_at
+                 FROM order_sync WHERE shop_domain = $1 AND order_id = ANY($2) ORDER BY order_id",
+                &[&shop, orders],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                json!({
+                    "order_id": r.get::<_, i64>(0),
+                    "order_name": r.get::<_, Option<String>>(1),
+                    "sync_state": r.get::<_, String>(2),
+                    "financial_status": r.get::<_, Option<String>>(3),
+                    "total_price": r.get::<_, Option<String>>(4),
+                    "currency": r.get::<_, Option<String>>(5),
+                    "sevdesk_contact_id": r.get::<_, Option<String>>(6),
+                    "sevdesk_invoice_id": r.get::<_, Option<String>>(7),
+                    "sevdesk_cancellation_id": r.get::<_, Option<String>>(8),
+                    "first_seen": r.get::<_, chrono::DateTime<chrono::Utc>>(9),
+                    "last_changed": r.get::<_, chrono::DateTime<chrono::Utc>>(10),
+                })
+            })
+            .collect::<Vec<_>>();
+        let refund_rows = client
+            .query(
+                "SELECT refund_id, order_id, state, amount::text, credit_note_id FROM refund_sync
+                 WHERE shop_domain = $1 AND order_id = ANY($2) ORDER BY refund_id",
+                &[&shop, orders],
+            )
+            .await?
+            .iter()
+            .map(|r| {
+                json!({
+                    "refund_id": r.get::<_, i64>(0),
+                    "order_id": r.get::<_, i64>(1),
+                    "sync_state": r.get::<_, String>(2),
+                    "amount": r.get::<_, Option<String>>(3),
+                    "sevdesk_credit_note_id": r.get::<_, Option<String>>(4),
+                })
+            })
+            .collect::<Vec<_>>();
+        let archived = client
+            .query(
+                "SELECT event_id, topic, reason, archived_at, payload FROM dead_letter_archive
+                 WHERE shop_domain = $1 AND payload IS NOT NULL ORDER BY id",
+                &[&shop],
+            )
+            .await?
+            .iter()
+            .filter(|r| concerns(&r.get::<_, Value>(4), customer, orders))
+            .map(|r| {
+                json!({
+                    "event_id": r.get::<_, String>(0),
+                    "topic": r.get::<_, String>(1),
+                    "reason": r.get::<_, String>(2),
+                    "archived_at": r.get::<_, chrono::DateTime<chrono::Utc>>(3),
+                    "payload": r.get::<_, Value>(4),
+                })
+            })
+            .collect::<Vec<_>>();
+        let connection = self.broker().await?;
+        let scanned = dlq::scan(&connection, &Filter::default()).await;
+        let _ = connection.close(200, "scanned".into()).await;
+        let queued = scanned?
+            .into_iter()
+            .filter(|(_, body)| dead_letter_concerns(body, shop, customer, orders))
+            .map(|(dead, body)| {
+                let payload = serde_json::from_slice::<Value>(&body)
+                    .map(|e| e["payload"].clone())
+                    .unwrap_or(Value::Null);
+                json!({"event_id": dead.event_id, "topic": dead.topic, "reason": dead.reason, "payload": payload})
+            })
+            .collect::<Vec<_>>();
+        let export = json!({
+            "shop_domain": shop,
+            "customer_id": customer.id,
+            "data_request_id": request.data_request.id,
+            "orders": order_rows,
+            "refunds": refund_rows,
+            "dead_letters_archived": archived,
+            "dead_letters_queued": queued,
+            "not_held": "hookline keeps no names, addresses or phone numbers outside dead-letter payloads; invoices and credit notes are in the merchant's sevDesk account",
+        });
+        let summary = json!({
+            "orders": order_rows.len(),
+            "refunds": refund_rows.len(),
+            "dead_letters_archived": archived.len(),
+            "dead_letters_queued": queued.len(),
+        });
+        let request_id = request.data_request.id.to_string();
+        client
+            .execute(
+                "INSERT INTO data_request_exports (shop_domain, request_id, customer_id, export) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (shop_domain, request_id) DO NOTHING",
+                &[&shop, &request_id, &customer.id, &export],
+            )
+            .await?;
+        finish(
+            &mut client,
+            envelope,
+            Some(customer.id),
+            Some(request_id),
+            summary,
+        )
+        .await
+    }
+}
+
+async fn already(
+    client: &deadpool_postgres::Object,
+    envelope: &Envelope,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM processed_events WHERE idempotency_key = $1",
+            &[&envelope.idempotency_key.as_str()],
+        )
+        .await?
+        .is_some())
+}
+
+/// Records the action and the event as processed, in one transaction.
+async fn finish(
+    client: &mut deadpool_postgres::Object,
+    envelope: &Envelope,
+    customer_id: Option<i64>,
+    request_id: Option<String>,
+    summary: Value,
+) -> Result<Outcome, HandlerError> {
+    let tx = client.transaction().await?;
+    if !idempotency::record(&tx, envelope).await? {
+        return Ok(Outcome::Duplicate);
+    }
+    tx.execute(
+        "INSERT INTO compliance_actions (topic, shop_domain, webhook_id, request_id, customer_id, summary)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &envelope.topic,
+            &envelope.shop_domain,
+            &envelope.webhook_id,
+            &request_id,
+            &customer_id,
+            &summary,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(topic = %envelope.topic, shop = %envelope.shop_domain, %summary, "privacy request done");
+    Ok(Outcome::Applied {
+        steps: vec!["privacy_request_done"],
+    })
+}
+
+impl DomainHandler for ComplianceHandler {
+    fn handle<'a>(
+        &'a self,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<Outcome, HandlerError>> {
+        Box::pin(async move {
+            match envelope.topic.as_str() {
+                "customers/redact" => self.customer_redact(envelope).await,
+                "shop/redact" => self.shop_redact(envelope).await,
+                "customers/data_request" => self.data_request(envelope).await,
+                topic => Err(HandlerError::UnknownTopic(topic.to_owned())),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn customer() -> CustomerRef {
+        CustomerRef {
+            id: 7,
+            email: Some("Jon@Example.com".into()),
+            phone: None,
+        }
+    }
+
+    #[test]
+    fn a_payload_concerns_the_customer_by_id_email_or_order() {
+        let c = customer();
+        assert!(concerns(&json!({"customer": {"id": 7}}), &c, &[]));
+        assert!(concerns(&json!({"customer": {"id": "7"}}), &c, &[]));
+        assert!(concerns(&json!({"email": "jon@example.com"}), &c, &[]));
+        assert!(concerns(&json!({"id": 99, "line_items": []}), &c, &[99]));
+        assert!(concerns(&json!({"id": 5, "order_id": 99}), &c, &[99]));
+        assert!(!concerns(
+            &json!({"customer": {"id": 8}, "email": "x@y.z"}),
+            &c,
+            &[99]
+        ));
+        // An inventory level's `id`-less payload, or a product id equal to an order id, is not
+        // an order.
+        assert!(!concerns(&json!({"id": 99, "title": "Socks"}), &c, &[99]));
+        let no_email = CustomerRef {
+            email: Some(String::new()),
+            ..c
+        };
+        assert!(!concerns(&json!({"email": ""}), &no_email, &[]));
+    }
+}
