@@ -4,7 +4,7 @@
 CARGO ?= cargo
 export HOOKLINE_SHOPIFY_SECRETS ?= hookline_dev_secret
 
-.PHONY: help services run demo test lint fmt bench clean dlq-list dlq-show dlq-replay dlq-archive dlq-purge
+.PHONY: help services run demo test lint fmt bench chaos clean dlq-list dlq-show dlq-replay dlq-archive dlq-purge
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ lint: ## formatting and clippy, as CI wants them
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+chaos: services ## the long chaos run: real binaries, one failure per scenario, checked against ground truth (run it alone: it restarts RabbitMQ and PostgreSQL)
+	$(CARGO) build -p hookline-ingestor -p hookline-worker -p hookline-chaos
+	./target/debug/hookline-chaos $(if $(ONLY),--only $(ONLY))
 
 bench: services ## release build, then ingestor vs raw broker publish-confirm, written to BENCHMARKS.md
 	$(CARGO) build --release -p hookline-ingestor -p hookline-worker -p hookline-bench
