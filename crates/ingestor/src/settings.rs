@@ -16,6 +16,19 @@ pub struct Settings {
     pub http_addr: String,
     /// `HOOKLINE_HTTP_WORKERS`: actix worker threads; default one per core.
     pub http_workers: Option<usize>,
+    /// `HOOKLINE_HTTP_BACKLOG`, default 1024 (actix-web's own default): connections the kernel queues before they are
+    /// accepted (capped by `net.core.somaxconn`). Bursts beyond it wait for SYN retransmits.
+    pub http_backlog: u32,
+    /// `HOOKLINE_HTTP_MAX_CONNECTIONS`, default 25000: open connections per process, split evenly
+    /// across the HTTP workers; beyond it, new connections wait in the backlog. Each open
+    /// connection holds about 10 KiB, so this bounds the memory a connection flood can take.
+    pub http_max_connections: usize,
+    /// `HOOKLINE_HTTP_CLIENT_TIMEOUT_MS`, default 5000: a request's head must arrive within this
+    /// time (or 408), and its body within this time again once the head is in (or 408).
+    pub http_client_timeout: Duration,
+    /// `HOOKLINE_HTTP_KEEP_ALIVE_MS`, default 5000: how long an idle connection is kept open for
+    /// a next request; 0 closes every connection after its answer.
+    pub http_keep_alive: Duration,
     /// `HOOKLINE_AMQP_URL`, default `amqp://guest:guest@127.0.0.1:5672/%2f`.
     pub amqp_url: Secret,
     /// `HOOKLINE_AMQP_CHANNELS`, default 4: publishing channels used round-robin. RabbitMQ runs
@@ -68,11 +81,43 @@ impl Settings {
             LogFormat::parse,
             "expected json or text",
         )?;
+        let http_client_timeout = Duration::from_millis(env.parse(
+            "HOOKLINE_HTTP_CLIENT_TIMEOUT_MS",
+            5000,
+            "expected milliseconds",
+        )?);
+        if http_client_timeout.is_zero() {
+            return Err(SettingsError::Invalid {
+                name: "HOOKLINE_HTTP_CLIENT_TIMEOUT_MS",
+                value: "0".into(),
+                reason: "expected milliseconds above 0: without it a slow client holds its connection forever",
+            });
+        }
         Ok(Self {
             http_addr: env.string("HOOKLINE_HTTP_ADDR", "127.0.0.1:8080"),
             http_workers: env
                 .parse_opt("HOOKLINE_HTTP_WORKERS", "expected a number of threads")?
                 .filter(|n: &usize| *n > 0),
+            http_backlog: env
+                .parse(
+                    "HOOKLINE_HTTP_BACKLOG",
+                    1024u32,
+                    "expected a number of connections",
+                )?
+                .max(1),
+            http_max_connections: env
+                .parse(
+                    "HOOKLINE_HTTP_MAX_CONNECTIONS",
+                    25_000usize,
+                    "expected a number of connections",
+                )?
+                .max(1),
+            http_client_timeout,
+            http_keep_alive: Duration::from_millis(env.parse(
+                "HOOKLINE_HTTP_KEEP_ALIVE_MS",
+                5000,
+                "expected milliseconds",
+            )?),
             amqp_url: Secret::new(
                 env.string("HOOKLINE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             ),
@@ -140,8 +185,25 @@ mod tests {
         assert_eq!(s.shopify_secrets, vec![Secret::new("a"), Secret::new("b")]);
         assert_eq!(s.max_body_bytes, 2 * 1024 * 1024);
         assert_eq!(s.confirm_timeout, Duration::from_secs(2));
+        assert_eq!(s.http_backlog, 1024);
+        assert_eq!(s.http_max_connections, 25_000);
+        assert_eq!(s.http_client_timeout, Duration::from_secs(5));
+        assert_eq!(s.http_keep_alive, Duration::from_secs(5));
         assert_eq!(s.topology.queue_max_length, 100_000);
         assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_client_timeout_of_zero_is_refused() {
+        let err = settings(&[
+            ("HOOKLINE_SHOPIFY_SECRETS", "a"),
+            ("HOOKLINE_HTTP_CLIENT_TIMEOUT_MS", "0"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("HOOKLINE_HTTP_CLIENT_TIMEOUT_MS"),
+            "{err}"
+        );
     }
 
     #[test]

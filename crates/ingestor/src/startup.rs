@@ -1,14 +1,20 @@
 //! Wiring: settings → verifier, publisher and HTTP server.
 
+use std::future::ready;
 use std::net::TcpListener;
+use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
-use actix_web::{App, HttpServer, web};
+use actix_http::{HttpService, KeepAlive, error::DispatchError};
+use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
+use actix_web::dev::{AppConfig, Server, ServerHandle};
+use actix_web::rt::net::TcpStream;
+use actix_web::{App, web};
 use anyhow::Context;
 use hookline_core::Verifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
+use crate::connection::{self, Watchdog};
 use crate::publish::{Publisher, PublisherSettings};
 use crate::routes::{health, webhook};
 use crate::settings::Settings;
@@ -22,6 +28,8 @@ pub struct AppState {
     pub publisher: Publisher,
     /// Bodies above this are refused with 413.
     pub max_body_bytes: usize,
+    /// A body must arrive within this time once the head is in, or 408.
+    pub client_timeout: Duration,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
@@ -47,7 +55,13 @@ impl Application {
         .context("invalid HOOKLINE_SHOPIFY_SECRETS")?;
         let listener = TcpListener::bind(&settings.http_addr)
             .with_context(|| format!("cannot bind HOOKLINE_HTTP_ADDR={}", settings.http_addr))?;
-        let port = listener.local_addr()?.port();
+        // The standard library listens with a backlog of 128; a burst of webhooks beyond it
+        // waits for SYN retransmits (a second or more). Listening again sets the backlog asked for.
+        socket2::SockRef::from(&listener)
+            .listen(i32::try_from(settings.http_backlog).unwrap_or(i32::MAX))
+            .context("cannot set HOOKLINE_HTTP_BACKLOG")?;
+        let local_addr = listener.local_addr()?;
+        let port = local_addr.port();
         let (publisher, supervisor) = Publisher::start(PublisherSettings {
             amqp_url: settings.amqp_url.expose().to_owned(),
             connection_name: format!("hookline-ingestor@{}:{port}", hostname()),
@@ -59,21 +73,57 @@ impl Application {
             verifier,
             publisher: publisher.clone(),
             max_body_bytes: settings.max_body_bytes,
+            client_timeout: settings.http_client_timeout,
             metrics: telemetry::metrics_handle(),
         });
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .service(webhook::receive)
-                .service(health::healthz)
-                .service(health::readyz)
-                .service(health::metrics)
-        })
-        .shutdown_timeout(settings.shutdown_timeout.as_secs())
-        .listen(listener)?;
-        if let Some(workers) = settings.http_workers {
-            server = server.workers(workers);
-        }
+        let keep_alive = if settings.http_keep_alive.is_zero() {
+            KeepAlive::Disabled
+        } else {
+            KeepAlive::Timeout(settings.http_keep_alive)
+        };
+        let client_timeout = settings.http_client_timeout;
+        let silence_limit = connection::silence_limit(
+            settings.http_keep_alive,
+            client_timeout,
+            settings.confirm_timeout,
+        );
+        // actix counts connections per worker; the setting is per process.
+        let workers = settings.http_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+        });
+        // What `HttpServer` does, but with each socket wrapped in a `Watchdog`: `HttpServer`
+        // cannot wrap its sockets, and actix alone lets slow clients hold connections for ever.
+        let server = Server::build()
+            .workers(workers)
+            .max_concurrent_connections(settings.http_max_connections.div_ceil(workers))
+            .shutdown_timeout(settings.shutdown_timeout.as_secs())
+            .listen("hookline-ingestor", listener, move || {
+                let app = App::new()
+                    .app_data(state.clone())
+                    .service(webhook::service())
+                    .service(health::healthz)
+                    .service(health::readyz)
+                    .service(health::metrics)
+                    .into_factory()
+                    .map_err(|e: actix_web::Error| e.error_response());
+                fn_service(move |io: TcpStream| {
+                    let peer = io.peer_addr().ok();
+                    ready(Ok::<_, DispatchError>((
+                        Watchdog::new(io, silence_limit),
+                        peer,
+                    )))
+                })
+                .and_then(
+                    HttpService::build()
+                        .keep_alive(keep_alive)
+                        .client_request_timeout(client_timeout)
+                        // `HttpServer`'s default: how long a closing client gets to read the end.
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .local_addr(local_addr)
+                        // AppConfig only serves URL generation, which no route uses.
+                        .h1(map_config(app, |_| AppConfig::default())),
+                )
+            })?;
         Ok(Self {
             port,
             server: server.run(),

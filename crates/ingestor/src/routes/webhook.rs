@@ -1,8 +1,10 @@
 //! `POST /webhooks/shopify`: the whole ingest path of one webhook.
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, HeaderMap};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, post, web};
+use std::time::Duration;
+
+use actix_web::http::header::{ALLOW, CONTENT_LENGTH, HeaderMap, HeaderValue};
+use actix_web::http::{ConnectionType, StatusCode};
+use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
 use chrono::Utc;
 use futures_util::StreamExt;
 use hookline_core::envelope::{EnvelopeError, HeaderError};
@@ -32,6 +34,9 @@ pub enum WebhookError {
     /// 400: the body could not be read (client went away, broken chunking).
     #[error("the request body could not be read")]
     BodyRead(#[source] actix_web::error::PayloadError),
+    /// 408: the body did not arrive within `HOOKLINE_HTTP_CLIENT_TIMEOUT_MS` of the head.
+    #[error("the request body did not arrive within {0:?}")]
+    SlowBody(Duration),
     /// 401 / 415 / 400 from the verification step.
     #[error(transparent)]
     Verify(#[from] VerifyError),
@@ -54,6 +59,7 @@ impl WebhookError {
         match self {
             WebhookError::TooLarge { .. } => "payload_too_large",
             WebhookError::BodyRead(_) => "unreadable_body",
+            WebhookError::SlowBody(_) => "request_timeout",
             WebhookError::Verify(VerifyError::Signature(SignatureError::Missing)) => {
                 "missing_signature"
             }
@@ -73,6 +79,7 @@ impl ResponseError for WebhookError {
     fn status_code(&self) -> StatusCode {
         match self {
             WebhookError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            WebhookError::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
             WebhookError::BodyRead(_) | WebhookError::Envelope(_) => StatusCode::BAD_REQUEST,
             WebhookError::Verify(VerifyError::Signature(_)) => StatusCode::UNAUTHORIZED,
             WebhookError::Verify(VerifyError::ContentType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -89,12 +96,43 @@ impl ResponseError for WebhookError {
                 actix_web::http::header::HeaderValue::from_static(RETRY_AFTER_SECS),
             );
         }
+        if matches!(self, WebhookError::SlowBody(_)) {
+            // The rest of the body may still be trickling in: do not wait for it.
+            response
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+        }
         response
     }
 }
 
+/// The endpoint's path.
+pub const PATH: &str = "/webhooks/shopify";
+
+/// `POST /webhooks/shopify`; any other method gets 405 with `Allow: POST` and the usual JSON
+/// error body.
+pub fn service() -> Resource {
+    web::resource(PATH)
+        .route(web::post().to(receive))
+        .default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} is not allowed here; Shopify webhooks are POSTed",
+            request.method()
+        ),
+    );
+    response
+        .headers_mut()
+        .insert(ALLOW, HeaderValue::from_static("POST"));
+    response
+}
+
 /// Receives one Shopify webhook. Answers 200 only after the broker confirmed the envelope.
-#[post("/webhooks/shopify")]
 pub async fn receive(
     request: HttpRequest,
     payload: web::Payload,
@@ -153,9 +191,15 @@ async fn ingest(
     span: &tracing::Span,
     trace: TraceParent,
 ) -> Result<(TopicLabel, Envelope), (TopicLabel, WebhookError)> {
-    let body = read_body(request.headers(), payload, state.max_body_bytes)
-        .await
-        .map_err(|e| ("unverified", e))?;
+    // actix times out a slow request head, never a slow body: a client that sends its headers
+    // and then trickles (or withholds) the body would hold the connection for ever.
+    let body = tokio::time::timeout(
+        state.client_timeout,
+        read_body(request.headers(), payload, state.max_body_bytes),
+    )
+    .await
+    .unwrap_or(Err(WebhookError::SlowBody(state.client_timeout)))
+    .map_err(|e| ("unverified", e))?;
     let verified = verify(&state.verifier, body, |name| request.headers().get(name).and_then(|v| v.to_str().ok())).map_err(|e| {
         if let VerifyError::Signature(reason) = &e {
             metrics::counter!("hookline_ingest_verify_failures_total", "reason" => signature_reason(reason)).increment(1);

@@ -13,6 +13,7 @@ use hookline_testkit::TestVhost;
 
 pub struct TestApp {
     pub address: String,
+    pub port: u16,
     pub vhost: TestVhost,
     pub client: reqwest::Client,
     pub amqp: Connection,
@@ -27,6 +28,10 @@ pub struct AppOptions {
     pub max_body_bytes: Option<usize>,
     /// Replaces the vhost URL, e.g. with an address where no broker listens.
     pub amqp_url: Option<String>,
+    /// `HOOKLINE_HTTP_CLIENT_TIMEOUT_MS`.
+    pub client_timeout_ms: Option<u64>,
+    /// `HOOKLINE_HTTP_KEEP_ALIVE_MS`.
+    pub keep_alive_ms: Option<u64>,
 }
 
 impl Default for AppOptions {
@@ -37,6 +42,8 @@ impl Default for AppOptions {
             confirm_timeout_ms: 2000,
             max_body_bytes: None,
             amqp_url: None,
+            client_timeout_ms: None,
+            keep_alive_ms: None,
         }
     }
 }
@@ -66,6 +73,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     if let Some(n) = options.max_body_bytes {
         env.push(("HOOKLINE_MAX_BODY_BYTES", n.to_string()));
     }
+    if let Some(ms) = options.client_timeout_ms {
+        env.push(("HOOKLINE_HTTP_CLIENT_TIMEOUT_MS", ms.to_string()));
+    }
+    if let Some(ms) = options.keep_alive_ms {
+        env.push(("HOOKLINE_HTTP_KEEP_ALIVE_MS", ms.to_string()));
+    }
     let settings = Settings::from_lookup(|k| {
         env.iter()
             .find(|(name, _)| *name == k)
@@ -73,7 +86,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     })
     .unwrap();
     let app = Application::build(settings).expect("the ingestor builds");
-    let address = format!("http://127.0.0.1:{}", app.port());
+    let port = app.port();
+    let address = format!("http://127.0.0.1:{port}");
     let server = app.server_handle();
     tokio::spawn(app.run_until_stopped());
     let amqp = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
@@ -81,6 +95,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .expect("test connection to the broker");
     let app = TestApp {
         address,
+        port,
         vhost,
         // Idle connections are dropped before actix closes them (its keep-alive is 5 s), so a
         // request never lands on a socket the server is closing.
@@ -151,9 +166,18 @@ impl TestApp {
     }
 
     pub async fn try_post(&self, webhook: &Webhook) -> reqwest::Result<reqwest::Response> {
+        self.try_send(reqwest::Method::POST, webhook).await
+    }
+
+    /// `webhook` with any method, e.g. to see what the endpoint does with a PUT.
+    pub async fn try_send(
+        &self,
+        method: reqwest::Method,
+        webhook: &Webhook,
+    ) -> reqwest::Result<reqwest::Response> {
         let mut request = self
             .client
-            .post(format!("{}/webhooks/shopify", self.address));
+            .request(method, format!("{}/webhooks/shopify", self.address));
         let defaults = [
             (header::TOPIC, Some(webhook.topic.clone())),
             (header::HMAC, webhook.signature.clone()),
