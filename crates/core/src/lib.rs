@@ -16,9 +16,11 @@
 //! - [`breaker`]: a circuit breaker per downstream, with an injectable clock.
 //! - [`trace`]: W3C `traceparent` values minted at the edge.
 //! - [`config`]: secrets that never print and environment parsing that names the variable.
+//! - [`confirm`]: a confirm-mode channel several tasks can publish on without mixing up confirms.
 
 pub mod breaker;
 pub mod config;
+pub mod confirm;
 pub mod envelope;
 pub mod idempotency;
 pub mod retry;

@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use hookline_core::Envelope;
+use hookline_core::confirm::ConfirmChannel;
 use hookline_core::retry::RetryPolicy;
 use hookline_core::topology::{self, EVENTS_EXCHANGE, TopologySettings};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Channel, Confirmation, Connection, ConnectionProperties, Event};
+use lapin::{Confirmation, Connection, ConnectionProperties, Event};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -87,12 +88,16 @@ pub struct PublisherSettings {
 /// The live connection and its channels, replaced as a whole on reconnect.
 struct Live {
     connection: Connection,
-    channels: Vec<Channel>,
+    channels: Vec<ConfirmChannel>,
 }
 
 impl Live {
     fn healthy(&self) -> bool {
-        self.connection.status().connected() && self.channels.iter().all(|c| c.status().connected())
+        self.connection.status().connected()
+            && self
+                .channels
+                .iter()
+                .all(|c| c.channel().status().connected())
     }
 }
 
@@ -160,7 +165,7 @@ impl Publisher {
         let started = Instant::now();
         let confirmed = async {
             let confirm = channel
-                .basic_publish(
+                .publish(
                     EVENTS_EXCHANGE.into(),
                     routing_key.as_str().into(),
                     // mandatory: with the alternate exchange nothing should come back; if the
@@ -291,7 +296,7 @@ async fn connect(settings: &PublisherSettings) -> Result<Live, lapin::Error> {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        channels.push(channel);
+        channels.push(ConfirmChannel::new(channel));
     }
     Ok(Live {
         connection,

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures_util::{FutureExt, StreamExt};
+use hookline_core::confirm::ConfirmChannel;
 use hookline_core::retry::RetryPolicy;
 use hookline_core::topology::{self, DEAD_LETTER_EXCHANGE};
 use hookline_core::{Domain, Envelope};
@@ -53,7 +54,7 @@ pub struct Bulkhead {
 }
 
 /// The channel a bulkhead uses to republish (retries, dead letters), in confirm mode.
-pub struct Republisher(Channel);
+pub struct Republisher(ConfirmChannel);
 
 /// Why republishing did not succeed.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +71,7 @@ impl Republisher {
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        Ok(Self(channel))
+        Ok(Self(ConfirmChannel::new(channel)))
     }
 
     async fn publish(
@@ -82,7 +83,7 @@ impl Republisher {
     ) -> Result<(), RepublishError> {
         let confirm = self
             .0
-            .basic_publish(
+            .publish(
                 exchange.into(),
                 routing_key.into(),
                 BasicPublishOptions {
@@ -185,7 +186,11 @@ impl Bulkhead {
             tracing::warn!(domain = %self.domain, "in-flight deliveries did not finish in time; they return to the queue");
         }
         let _ = consume.close(200, "bulkhead stopped".into()).await;
-        let _ = publisher.0.close(200, "bulkhead stopped".into()).await;
+        let _ = publisher
+            .0
+            .channel()
+            .close(200, "bulkhead stopped".into())
+            .await;
         result
     }
 
