@@ -142,6 +142,8 @@ pub struct Ledger {
     pub accepted: usize,
     /// Keys of accepted deliveries: their effect must happen.
     pub accepted_keys: std::collections::HashSet<String>,
+    /// The webhook id accepted for each key, to find it in the processes' logs.
+    pub webhook_of: HashMap<String, String>,
     /// Deliveries never answered 200 before the deadline.
     pub gave_up: usize,
     /// Attempts answered other than 200 (or not answered), retried.
@@ -150,7 +152,7 @@ pub struct Ledger {
     pub unexpected: HashMap<u16, usize>,
 }
 
-/// Sends `deliveries` at `rate` per second, each retried every 200 ms until accepted or
+/// Sends `deliveries` at `rate` per second, each retried with backoff until accepted or
 /// `give_up_at`. Returns when every delivery has ended.
 pub async fn send(url: String, deliveries: Vec<Webhook>, rate: f64, give_up_at: Instant) -> Ledger {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -169,6 +171,8 @@ pub async fn send(url: String, deliveries: Vec<Webhook>, rate: f64, give_up_at: 
             lock().sent += 1;
             let signature =
                 hookline_core::signature::sign(SECRET.as_bytes(), webhook.body.as_bytes());
+            // Like Shopify, back off between attempts: 200 ms, doubling to 3.2 s, ±25 %.
+            let mut pause = Duration::from_millis(200);
             loop {
                 let answer = client
                     .post(&url)
@@ -186,9 +190,13 @@ pub async fn send(url: String, deliveries: Vec<Webhook>, rate: f64, give_up_at: 
                         let mut l = lock();
                         l.accepted += 1;
                         l.accepted_keys.insert(webhook.key.clone());
+                        l.webhook_of
+                            .insert(webhook.key.clone(), webhook.webhook_id.clone());
                         return;
                     }
-                    Ok(503) | Err(_) => {}
+                    // Refused for now (a full queue, an unreachable broker; a request the
+                    // overloaded server could not read in time; a dropped connection): retried.
+                    Ok(503 | 408 | 429) | Err(_) => {}
                     Ok(other) => *lock().unexpected.entry(other).or_insert(0) += 1,
                 }
                 lock().retries += 1;
@@ -196,7 +204,8 @@ pub async fn send(url: String, deliveries: Vec<Webhook>, rate: f64, give_up_at: 
                     lock().gave_up += 1;
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(pause.mul_f64(0.75 + fastrand::f64() / 2.0)).await;
+                pause = (pause * 2).min(Duration::from_millis(3200));
             }
         }));
     }

@@ -144,7 +144,9 @@ pub async fn run(fault: Fault, size: Size, index: usize, logs: &Path) -> anyhow:
     };
     let workload = load::workload(deliveries, 1_000_000 * (index as i64 + 1));
     let sending = Duration::from_secs_f64(deliveries as f64 / rate);
-    let give_up_at = Instant::now() + sending + size.outage + Duration::from_secs(60);
+    // Shopify keeps retrying for 48 hours; the sender gives up only when the whole scenario
+    // would have had to settle.
+    let give_up_at = Instant::now() + sending + size.outage * 2 + size.settle_within;
     let sender = tokio::spawn(load::send(
         stack.webhook_url.clone(),
         workload.deliveries,
@@ -175,6 +177,18 @@ pub async fn run(fault: Fault, size: Size, index: usize, logs: &Path) -> anyhow:
             _ => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     };
+    if settled_at.is_none() {
+        // What is still on its way, for whoever reads the report.
+        let (_, queues) = hookline_testkit::management(
+            "GET",
+            &format!(
+                "/api/queues/{}?columns=name,messages_ready,messages_unacknowledged,consumers",
+                hookline_testkit::percent_encode(&stack.vhost.name)
+            ),
+            None,
+        );
+        eprintln!("  {}: not settled; queues: {queues}", fault.name());
+    }
     let outcome = Outcome {
         fault,
         ledger_sent: ledger.sent,

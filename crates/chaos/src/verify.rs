@@ -77,17 +77,18 @@ pub async fn check(
             counts.dead_lettered += 1;
         } else {
             counts.lost += 1;
-            counts.problems.push(format!("not applied: {key}"));
+            counts.problems.push(format!(
+                "not applied: {key} (webhook id {})",
+                ledger.webhook_of.get(key).map_or("?", String::as_str)
+            ));
         }
     }
 
     // Stock: the level of each item is the newest applied change's; one outbox row per change.
+    // Every applied change counts here, accepted or not: a delivery the sender gave up on (its
+    // request timed out) may still have been published and applied.
     let mut newest: HashMap<i64, (i64, i64)> = HashMap::new();
-    for key in ledger
-        .accepted_keys
-        .iter()
-        .filter(|k| processed.contains(*k))
-    {
+    for key in changes.keys().filter(|k| processed.contains(*k)) {
         if let Some(Change::Stock {
             item,
             seq,
