@@ -32,8 +32,13 @@ chaos: services ## the long chaos run: real binaries, one failure per scenario, 
 	$(CARGO) build -p hookline-ingestor -p hookline-worker -p hookline-chaos
 	./target/debug/hookline-chaos $(if $(ONLY),--only $(ONLY))
 
-bench: services ## release build, then ingestor vs raw broker publish-confirm, written to BENCHMARKS.md
+bench: services ## release build; orders end to end (zero faults, chaos mix), then ingestor vs raw broker and inventory end to end; writes BENCHMARKS.md
 	$(CARGO) build --release -p hookline-ingestor -p hookline-worker -p hookline-bench
+	rm -f target/bench-orders.md
+	HOOKLINE_E2E_ORDERS=1000 HOOKLINE_E2E_CHAOS=0 HOOKLINE_E2E_REPORT=$(CURDIR)/target/bench-orders.md \
+	  $(CARGO) test --release -p hookline-worker --test api orders_end_to_end -- --nocapture
+	HOOKLINE_E2E_ORDERS=1000 HOOKLINE_E2E_REPORT=$(CURDIR)/target/bench-orders.md \
+	  $(CARGO) test --release -p hookline-worker --test api orders_end_to_end -- --nocapture
 	./target/release/hookline-bench --out BENCHMARKS.md
 
 # Dead letters: DOMAIN=inventory|orders|compliance, REASON=retries_exhausted|…, LIMIT=n, EVENT=<event id>.

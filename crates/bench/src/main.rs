@@ -58,6 +58,9 @@ struct Args {
     /// Events of the end-to-end burst run (sent as fast as the ingestor takes them).
     #[arg(long, default_value_t = 5000)]
     inventory_burst: u64,
+    /// Rows of the orders end-to-end runs `make bench` made before this program.
+    #[arg(long, default_value = "target/bench-orders.md")]
+    orders_report: std::path::PathBuf,
     /// PostgreSQL server for the end-to-end run (the bench creates and drops its own database).
     #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432")]
     postgres: String,
@@ -761,6 +764,38 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The orders end-to-end rows `make bench` collected before this run (the release e2e test, with
+/// zero faults and with the chaos mix, appends one row each to `path`).
+fn orders_section(md: &mut String, path: &std::path::Path) -> anyhow::Result<()> {
+    let Ok(rows) = std::fs::read_to_string(path) else {
+        eprintln!("no {}: orders end to end left out", path.display());
+        return Ok(());
+    };
+    writeln!(
+        md,
+        "\n## Orders end to end: Shopify (sandbox) → ingestor → RabbitMQ → worker → sevDesk (sandbox)\n"
+    )?;
+    writeln!(
+        md,
+        "Command (run by `make bench` before this program): `HOOKLINE_E2E_ORDERS=1000 [HOOKLINE_E2E_CHAOS=0] cargo test --release -p hookline-worker \
+         --test api orders_end_to_end -- --nocapture`. Each order is announced by `orders/create` then `orders/paid`, all webhooks delivered \
+         as one burst over 16 connections by the sandbox playing Shopify; orders bulkhead at its defaults (concurrency 8); sevDesk client \
+         timeout 500 ms. Chaos mix: 20 % 429/500/503, 5 % timeouts, 5 % commit-then-fail at sevDesk; 10 % duplicated and 5 % lost \
+         webhooks, the lost ones recovered by reconciliation. Payment sync: the `orders/paid` webhook answered 200 → the payment booked \
+         in sevDesk.\n"
+    )?;
+    writeln!(
+        md,
+        "| run | orders | webhooks | lost webhooks | all booked after | invoices | bookings per invoice | dead letters | `saveInvoice` calls | `bookAmount` calls | payment sync p50 | p99 |"
+    )?;
+    writeln!(
+        md,
+        "|---|---:|---:|---|---:|---:|---|---:|---:|---:|---:|---:|"
+    )?;
+    md.push_str(&rows);
+    Ok(())
+}
+
 async fn run(args: &Args, vhost: &Vhost) -> anyhow::Result<String> {
     let amqp_url = format!("{}/{}", args.amqp, vhost.name);
     let body = order_body();
@@ -968,5 +1003,6 @@ async fn run(args: &Args, vhost: &Vhost) -> anyhow::Result<String> {
         md,
         "\nCPU columns are percent of one core over the run (this machine has two). Targets: p99 ≤ 50 ms at a steady moderate rate."
     )?;
+    orders_section(&mut md, &args.orders_report)?;
     Ok(md)
 }

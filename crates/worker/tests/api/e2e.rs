@@ -180,6 +180,34 @@ async fn orders_end_to_end_with_faults_duplicates_and_losses_end_in_one_booked_i
         percentile(&latencies, 50.0),
         percentile(&latencies, 99.0),
     );
+    // `make bench` collects one table row per run into the file HOOKLINE_E2E_REPORT names.
+    if let Ok(path) = std::env::var("HOOKLINE_E2E_REPORT") {
+        use std::io::Write;
+        let row = format!(
+            "| {} | {n} | {} | {} lost ({lost_paid} `orders/paid`) | {:.1} s | {} | {} | {} | {} | {} | {:.1} s | {:.1} s |\n",
+            if chaos { "chaos mix" } else { "zero faults" },
+            webhooks.len(),
+            report.lost.len(),
+            elapsed.as_secs_f64(),
+            invoices.len(),
+            if invoices.iter().all(|i| i.bookings == 1) {
+                "exactly 1"
+            } else {
+                "NOT 1"
+            },
+            dead.len(),
+            sandbox.state.sevdesk.calls("saveInvoice"),
+            sandbox.state.sevdesk.calls("bookAmount"),
+            percentile(&latencies, 50.0) / 1000.0,
+            percentile(&latencies, 99.0) / 1000.0,
+        );
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(row.as_bytes()).unwrap();
+    }
     assert_eq!(
         booked, n,
         "every order booked, the lost webhooks recovered by reconciliation"
