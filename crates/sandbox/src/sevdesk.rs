@@ -385,20 +385,11 @@ pub async fn save_invoice(
     let p = planned!(state, request, "saveInvoice", true);
     let b = body.into_inner();
     let inv = &b["invoice"];
-    let Some(contact_id) = inv["contact"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| inv["contact"]["id"].as_i64().map(|n| n.to_string()))
-    else {
-        return error(StatusCode::BAD_REQUEST, "invoice.contact is required");
-    };
-    if !state.sevdesk.contacts().iter().any(|c| c.id == contact_id) {
-        return error(StatusCode::BAD_REQUEST, "contact does not exist");
-    }
-    let Some(positions) = b["invoicePosSave"].as_array() else {
-        return error(StatusCode::BAD_REQUEST, "invoicePosSave is required");
-    };
-    let positions = read_positions(positions);
+    let (contact_id, positions) =
+        match read_document(&state.sevdesk, inv, &b["invoicePosSave"], "invoice") {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
     let invoice = {
         let mut store = state.sevdesk.store();
         store.next_id += 1;
@@ -408,24 +399,14 @@ pub async fn save_invoice(
             .filter(|i| i.invoice_type == "RE")
             .count()
             + 1;
-        let i = Invoice {
-            id: store.next_id.to_string(),
-            invoice_number: format!("RE-{number:05}"),
-            invoice_type: "RE".into(),
-            status: 100,
+        let i = stored(
+            store.next_id.to_string(),
+            format!("RE-{number:05}"),
+            "RE",
             contact_id,
-            header: inv["header"].as_str().map(str::to_owned),
-            customer_internal_note: inv["customerInternalNote"].as_str().map(str::to_owned),
-            currency: inv["currency"].as_str().unwrap_or("EUR").to_owned(),
-            show_net: inv["showNet"].as_bool().unwrap_or(true)
-                || inv["showNet"].as_str() == Some("1"),
+            inv,
             positions,
-            paid_amount: "0".into(),
-            bookings: 0,
-            booked_at: None,
-            cancels: None,
-            cancelled_by: None,
-        };
+        );
         store.invoices.push(i.clone());
         i
     };
@@ -446,42 +427,23 @@ pub async fn save_credit_note(
     let p = planned!(state, request, "saveCreditNote", true);
     let b = body.into_inner();
     let note = &b["creditNote"];
-    let Some(contact_id) = note["contact"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| note["contact"]["id"].as_i64().map(|n| n.to_string()))
-    else {
-        return error(StatusCode::BAD_REQUEST, "creditNote.contact is required");
-    };
-    if !state.sevdesk.contacts().iter().any(|c| c.id == contact_id) {
-        return error(StatusCode::BAD_REQUEST, "contact does not exist");
-    }
-    let Some(positions) = b["creditNotePosSave"].as_array() else {
-        return error(StatusCode::BAD_REQUEST, "creditNotePosSave is required");
-    };
-    let positions = read_positions(positions);
+    let (contact_id, positions) =
+        match read_document(&state.sevdesk, note, &b["creditNotePosSave"], "creditNote") {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
     let created = {
         let mut store = state.sevdesk.store();
         store.next_id += 1;
         let number = store.credit_notes.len() + 1;
-        let c = Invoice {
-            id: store.next_id.to_string(),
-            invoice_number: format!("GU-{number:05}"),
-            invoice_type: "CN".into(),
-            status: 100,
+        let c = stored(
+            store.next_id.to_string(),
+            format!("GU-{number:05}"),
+            "CN",
             contact_id,
-            header: note["header"].as_str().map(str::to_owned),
-            customer_internal_note: note["customerInternalNote"].as_str().map(str::to_owned),
-            currency: note["currency"].as_str().unwrap_or("EUR").to_owned(),
-            show_net: note["showNet"].as_bool().unwrap_or(true)
-                || note["showNet"].as_str() == Some("1"),
+            note,
             positions,
-            paid_amount: "0".into(),
-            bookings: 0,
-            booked_at: None,
-            cancels: None,
-            cancelled_by: None,
-        };
+        );
         store.credit_notes.push(c.clone());
         c
     };
@@ -532,6 +494,65 @@ pub async fn get_credit_note(
     match state.sevdesk.credit_notes().iter().find(|c| c.id == *id) {
         Some(c) => answer(p, StatusCode::OK, json!({"objects": [credit_note_json(c)]})).await,
         None => Kind::CreditNote.not_found(),
+    }
+}
+
+/// What `saveInvoice` and `saveCreditNote` both read: the document's contact, which must exist,
+/// and its positions.
+fn read_document(
+    state: &SevDesk,
+    document: &Value,
+    positions: &Value,
+    name: &str,
+) -> Result<(String, Vec<Position>), HttpResponse> {
+    let contact_id = document["contact"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| document["contact"]["id"].as_i64().map(|n| n.to_string()))
+        .ok_or_else(|| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("{name}.contact is required"),
+            )
+        })?;
+    if !state.contacts().iter().any(|c| c.id == contact_id) {
+        return Err(error(StatusCode::BAD_REQUEST, "contact does not exist"));
+    }
+    let positions = positions.as_array().ok_or_else(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("{name}PosSave is required"),
+        )
+    })?;
+    Ok((contact_id, read_positions(positions)))
+}
+
+/// A new draft document (invoice `RE` or credit note `CN`) as stored.
+fn stored(
+    id: String,
+    number: String,
+    kind: &str,
+    contact_id: String,
+    document: &Value,
+    positions: Vec<Position>,
+) -> Invoice {
+    Invoice {
+        id,
+        invoice_number: number,
+        invoice_type: kind.into(),
+        status: 100,
+        contact_id,
+        header: document["header"].as_str().map(str::to_owned),
+        customer_internal_note: document["customerInternalNote"].as_str().map(str::to_owned),
+        currency: document["currency"].as_str().unwrap_or("EUR").to_owned(),
+        show_net: document["showNet"].as_bool().unwrap_or(true)
+            || document["showNet"].as_str() == Some("1"),
+        positions,
+        paid_amount: "0".into(),
+        bookings: 0,
+        booked_at: None,
+        cancels: None,
+        cancelled_by: None,
     }
 }
 

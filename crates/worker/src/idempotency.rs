@@ -207,3 +207,18 @@ pub async fn record<C: deadpool_postgres::GenericClient>(
         .await?;
     Ok(inserted == 1)
 }
+
+/// Whether `envelope`'s key is recorded as processed: checked first by handlers whose steps call
+/// outside services, so a duplicate is answered before anything is called.
+pub async fn is_recorded<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    envelope: &Envelope,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM processed_events WHERE idempotency_key = $1",
+            &[&envelope.idempotency_key.as_str()],
+        )
+        .await?
+        .is_some())
+}

@@ -165,7 +165,7 @@ impl ComplianceHandler {
         let shop = envelope.shop_domain.as_str();
         let orders = &request.orders_to_redact;
         let mut client = self.pool.get().await?;
-        if already(&client, envelope).await? {
+        if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         let orders_redacted = client
@@ -237,7 +237,7 @@ impl ComplianceHandler {
             )));
         }
         let mut client = self.pool.get().await?;
-        if already(&client, envelope).await? {
+        if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         let mut summary = serde_json::Map::new();
@@ -277,7 +277,7 @@ impl ComplianceHandler {
         let orders = &request.orders_requested;
         let customer = &request.customer;
         let mut client = self.pool.get().await?;
-        if already(&client, envelope).await? {
+        if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         let order_rows = client
@@ -388,19 +388,6 @@ impl ComplianceHandler {
         )
         .await
     }
-}
-
-async fn already(
-    client: &deadpool_postgres::Object,
-    envelope: &Envelope,
-) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
-        .query_opt(
-            "SELECT 1 FROM processed_events WHERE idempotency_key = $1",
-            &[&envelope.idempotency_key.as_str()],
-        )
-        .await?
-        .is_some())
 }
 
 /// Records the action and the event as processed, in one transaction.

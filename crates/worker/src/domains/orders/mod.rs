@@ -135,7 +135,7 @@ impl OrdersHandler {
     async fn handle_order(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
         let order: Order = schema::parse(envelope)?;
         let client = self.pool.get().await?;
-        if already_processed(&client, envelope).await? {
+        if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         let key = lock_key(&envelope.shop_domain, order.id);
@@ -363,19 +363,6 @@ impl OrdersHandler {
             }
         })
     }
-}
-
-async fn already_processed(
-    client: &Object,
-    envelope: &Envelope,
-) -> Result<bool, tokio_postgres::Error> {
-    Ok(client
-        .query_opt(
-            "SELECT 1 FROM processed_events WHERE idempotency_key = $1",
-            &[&envelope.idempotency_key.as_str()],
-        )
-        .await?
-        .is_some())
 }
 
 async fn set_state(

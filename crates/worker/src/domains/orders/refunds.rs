@@ -33,7 +33,7 @@ use hookline_core::Envelope;
 use rust_decimal::Decimal;
 
 use super::mapping::{self, Refund};
-use super::{OrdersHandler, SyncState, already_processed, lock_key, lock_order, unlock_order};
+use super::{OrdersHandler, SyncState, lock_key, lock_order, unlock_order};
 use crate::domains::Outcome;
 use crate::error::HandlerError;
 use crate::{idempotency, schema};
@@ -105,7 +105,7 @@ impl OrdersHandler {
     pub(super) async fn handle_refund(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
         let refund: Refund = schema::parse(envelope)?;
         let client = self.pool.get().await?;
-        if already_processed(&client, envelope).await? {
+        if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
         let key = lock_key(&envelope.shop_domain, refund.order_id);
