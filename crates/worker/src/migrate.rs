@@ -37,6 +37,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "archive_and_compliance",
         include_str!("../../../migrations/0006_archive_and_compliance.sql"),
     ),
+    (
+        7,
+        "refund_reconciled",
+        include_str!("../../../migrations/0007_refund_reconciled.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -107,6 +107,15 @@ struct Listed {
     #[serde(default)]
     cancelled_at: Option<String>,
     updated_at: DateTime<chrono::FixedOffset>,
+    /// The order's refunds, as `refunds/create` sends each.
+    #[serde(default)]
+    refunds: Vec<Box<RawValue>>,
+}
+
+/// The part of a listed refund the poller reads.
+#[derive(Deserialize)]
+struct ListedRefund {
+    id: i64,
 }
 
 #[derive(Deserialize)]
@@ -272,12 +281,23 @@ impl Reconciler {
                 };
                 report.seen += 1;
                 newest = newest.max(listed.updated_at.with_timezone(&Utc));
+                let mut due = vec![];
                 if let Some(topic) = self.behind(client, &access.shop, &listed).await? {
+                    due.push((topic, raw.clone()));
+                }
+                // A refund whose webhook was lost: its credit note is due too. The order's own
+                // event goes first; a refund that still finds no booked invoice waits for it.
+                for refund in &listed.refunds {
+                    if self.refund_behind(client, &access.shop, refund).await? {
+                        due.push(("refunds/create", refund.clone()));
+                    }
+                }
+                for (topic, payload) in due {
                     let envelope = Envelope::from_reconciliation(
                         &access.shop,
                         topic,
                         &self.settings.api_version,
-                        raw,
+                        payload,
                         Utc::now(),
                     )
                     .map_err(|e| ReconcileError::Shopify(e.to_string()))?;
@@ -301,6 +321,41 @@ impl Reconciler {
             }
         }
         Ok(report)
+    }
+
+    /// Whether a refund Shopify lists has not reached a final state here, and may be
+    /// republished now (at most once per `republish_after`, like orders).
+    async fn refund_behind(
+        &self,
+        client: &deadpool_postgres::Object,
+        shop: &str,
+        refund: &RawValue,
+    ) -> Result<bool, ReconcileError> {
+        let Ok(listed) = serde_json::from_str::<ListedRefund>(refund.get()) else {
+            return Ok(false);
+        };
+        let done = client
+            .query_opt(
+                "SELECT 1 FROM refund_sync WHERE shop_domain = $1 AND refund_id = $2
+                   AND state IN ('refund_booked', 'covered_by_cancellation', 'no_money_refunded')",
+                &[&shop, &listed.id],
+            )
+            .await?
+            .is_some();
+        if done {
+            return Ok(false);
+        }
+        let republish_ms = self.settings.republish_after.as_secs_f64() * 1000.0;
+        let claimed = client
+            .query_opt(
+                "INSERT INTO refund_reconciled (shop_domain, refund_id) VALUES ($1, $2)
+                 ON CONFLICT (shop_domain, refund_id) DO UPDATE SET reconciled_at = now()
+                  WHERE refund_reconciled.reconciled_at < now() - $3 * interval '1 millisecond'
+                 RETURNING 1",
+                &[&shop, &listed.id, &republish_ms],
+            )
+            .await?;
+        Ok(claimed.is_some())
     }
 
     /// Which topic to publish for an order whose sync state is behind Shopify's, if any.

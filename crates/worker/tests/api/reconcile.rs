@@ -130,3 +130,77 @@ async fn an_order_that_keeps_failing_is_republished_once_not_every_cycle() {
     );
     assert!(sandbox.state.shopify.calls() >= 3, "cycles did run");
 }
+
+/// A refund Shopify lists on an order: credited once whether its webhook arrived or was lost.
+fn refund(id: i64, order_id: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": id,
+        "order_id": order_id,
+        "created_at": "2026-11-22T09:30:00-05:00",
+        "processed_at": "2026-11-22T09:30:00-05:00",
+        "refund_line_items": [],
+        "transactions": [{"kind": "refund", "status": "success", "amount": "5.00"}],
+        "order_adjustments": [{"amount": "-5.00", "tax_amount": "0.00", "kind": "refund_discrepancy"}],
+    })
+}
+
+#[tokio::test]
+async fn a_refund_whose_webhook_was_lost_is_credited_after_a_reconciliation_cycle() {
+    let world = World::new().await;
+    let sandbox = &world.erp.sandbox;
+    let now = chrono::Utc::now().fixed_offset();
+    // Two paid orders, both delivered; each refunded by 5.00. The first refund's webhook arrives,
+    // the second's is lost.
+    for (i, id) in [(0, 80_001_i64), (1, 80_002)] {
+        let mut order = generate_order(id, true, now - chrono::Duration::minutes(10 - i));
+        world
+            .publish(&envelope("orders/paid", SHOP, &order.to_string()))
+            .await;
+        let r = refund(90_000 + id, id);
+        order["refunds"] = serde_json::json!([r.clone()]);
+        sandbox.state.shopify.upsert_order(SHOP, order);
+        if i == 0 {
+            world
+                .publish(&envelope("refunds/create", SHOP, &r.to_string()))
+                .await;
+        }
+    }
+    let shops = format!("{SHOP}={ACCESS_TOKEN}");
+    let admin = sandbox.shopify_admin_url();
+    let _worker = world
+        .spawn_worker(&[
+            ("HOOKLINE_WORKER_DOMAINS", "orders"),
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+            ("HOOKLINE_RECONCILE_SHOPS", &shops),
+            ("HOOKLINE_SHOPIFY_ADMIN_URL", &admin),
+            ("HOOKLINE_RECONCILE_INTERVAL_SECS", "1"),
+            ("HOOKLINE_RECONCILE_LOOKBACK_SECS", "3600"),
+            ("HOOKLINE_RETRY_INITIAL_MS", "200"),
+        ])
+        .await;
+    assert_eq!(
+        world
+            .db
+            .wait_count(
+                "refund_sync WHERE state = 'refund_booked'",
+                2,
+                Duration::from_secs(60)
+            )
+            .await,
+        2,
+        "both refunds credited, the lost one through reconciliation"
+    );
+    // More cycles find nothing to do: each refund has one credit note, booked once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world
+        .wait_queue_empty("hookline.orders", Duration::from_secs(20))
+        .await;
+    let notes = sandbox.state.sevdesk.credit_notes();
+    assert_eq!(notes.len(), 2, "{notes:?}");
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.bookings == 1 && n.paid_amount == "5.00")
+    );
+    assert_eq!(sandbox.state.sevdesk.calls("saveCreditNote"), 2);
+}
