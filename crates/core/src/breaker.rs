@@ -357,6 +357,13 @@ impl CircuitBreaker {
         self.shared.lock().state()
     }
 
+    /// How many times the state has changed since the breaker was made. A watcher that samples
+    /// [`CircuitBreaker::state`] now and then can miss a short open period; a closed breaker
+    /// whose count moved since it last looked has been open in between.
+    pub fn changes(&self) -> u64 {
+        self.shared.lock().generation
+    }
+
     /// Asks to make one call to the downstream.
     ///
     /// Closed: always granted. Open: refused until `open_for` has passed
@@ -539,6 +546,23 @@ mod tests {
                 _ => unreachable!(),
             }
         }
+    }
+
+    #[test]
+    fn a_watcher_can_tell_a_closed_breaker_was_open_in_between() {
+        let (b, clock) = open_breaker();
+        let opened = b.changes();
+        assert!(opened >= 1);
+        clock.advance(Duration::from_secs(61));
+        run(&b, "SSS");
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.changes(), opened + 2, "half-open, then closed");
+        run(&b, "SS");
+        assert_eq!(
+            b.changes(),
+            opened + 2,
+            "successes while closed change nothing"
+        );
     }
 
     fn open_breaker() -> (CircuitBreaker, Arc<ManualClock>) {

@@ -22,6 +22,8 @@ pub struct Filter {
     pub domain: Option<Domain>,
     /// Only this `x-hookline-reason`.
     pub reason: Option<String>,
+    /// Only those whose last error (`x-hookline-error`) contains this text.
+    pub error_contains: Option<String>,
     /// Only these envelope event ids.
     pub event_ids: Vec<String>,
     /// Only dead letters whose last failure is at or after this time.
@@ -118,6 +120,10 @@ fn describe(queue: &str, m: &BasicGetMessage) -> DeadLetter {
 impl Filter {
     fn matches(&self, d: &DeadLetter) -> bool {
         self.reason.as_ref().is_none_or(|r| *r == d.reason)
+            && self
+                .error_contains
+                .as_ref()
+                .is_none_or(|e| d.last_error.contains(e.as_str()))
             && (self.event_ids.is_empty() || self.event_ids.contains(&d.event_id))
             && self
                 .since

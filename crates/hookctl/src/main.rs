@@ -88,6 +88,9 @@ struct FilterArgs {
     /// Only this reason, e.g. retries_exhausted.
     #[arg(long)]
     reason: Option<String>,
+    /// Only those whose last error contains this text, e.g. sevdesk.
+    #[arg(long)]
+    error_contains: Option<String>,
     /// Only these event ids (repeatable).
     #[arg(long = "event-id")]
     event_ids: Vec<String>,
@@ -113,6 +116,7 @@ impl FilterArgs {
         Ok(Filter {
             domain,
             reason: self.reason.filter(|r| !r.is_empty()),
+            error_contains: self.error_contains.filter(|e| !e.is_empty()),
             event_ids: self.event_ids,
             since: self.since,
             until: self.until,

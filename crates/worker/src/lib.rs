@@ -30,6 +30,7 @@ pub mod idempotency;
 pub mod migrate;
 pub mod outbox;
 pub mod reconcile;
+pub mod redrive;
 pub mod retention;
 pub mod schema;
 pub mod settings;

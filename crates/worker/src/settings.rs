@@ -88,6 +88,9 @@ pub struct Settings {
     pub reconcile: crate::reconcile::ReconcileSettings,
     /// What is pruned when.
     pub retention: crate::retention::RetentionSettings,
+    /// `HOOKLINE_REDRIVE_RATE` (0, off): dead letters re-driven per second after a downstream's
+    /// breaker closed again (see [`crate::redrive`]).
+    pub redrive_rate: f64,
     /// Circuit breaker of each downstream (defaults of the core breaker).
     pub breaker: BreakerConfig,
     /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS` (25): on SIGTERM, how long in-flight work may take.
@@ -279,6 +282,13 @@ impl Settings {
                     "expected seconds",
                 )?),
             },
+            redrive_rate: env
+                .parse::<f64>(
+                    "HOOKLINE_REDRIVE_RATE",
+                    0.0,
+                    "expected replays per second (0: off)",
+                )?
+                .max(0.0),
             retention: crate::retention::RetentionSettings {
                 interval: Duration::from_secs(env.parse(
                     "HOOKLINE_RETENTION_INTERVAL_SECS",

@@ -26,6 +26,7 @@ use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::outbox::Relay;
 use crate::reconcile::Reconciler;
+use crate::redrive::Redrive;
 use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::sevdesk::SevDeskClient;
@@ -72,6 +73,7 @@ pub struct Worker {
     relay: Option<Relay>,
     reconciler: Option<Reconciler>,
     retention: Option<Retention>,
+    redrive: Option<Redrive>,
     listener: TcpListener,
     health: Arc<Health>,
 }
@@ -82,6 +84,7 @@ impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         migrate(settings.database_url.expose()).await?;
         let mut handlers: BTreeMap<Domain, Arc<dyn DomainHandler>> = BTreeMap::new();
+        let mut redrive = None;
         for &domain in &settings.domains {
             match domain {
                 Domain::Inventory => {
@@ -114,6 +117,15 @@ impl Worker {
                         settings.breaker.clone(),
                         Arc::new(SystemClock),
                     );
+                    if settings.redrive_rate > 0.0 {
+                        redrive = Some(Redrive {
+                            breaker: breaker.clone(),
+                            domain,
+                            downstream: "sevdesk",
+                            rate: settings.redrive_rate,
+                            amqp_url: settings.amqp_url.expose().to_owned(),
+                        });
+                    }
                     let sevdesk = SevDeskClient::new(
                         &settings.sevdesk_url,
                         settings.sevdesk_token.expose(),
@@ -187,6 +199,7 @@ impl Worker {
             relay,
             reconciler,
             retention,
+            redrive,
             listener,
             health,
         })
@@ -224,6 +237,9 @@ impl Worker {
         let retention_task = self
             .retention
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
+        let redrive_task = self
+            .redrive
+            .map(|r| tokio::spawn(r.run(Duration::from_secs(1), shutdown.clone())));
         let relay_task = self.relay.map(|relay| {
             tokio::spawn(relay.run(
                 self.settings.database_url.expose().to_owned(),
@@ -250,7 +266,10 @@ impl Worker {
         if let Some(task) = relay_task {
             let _ = task.await;
         }
-        for task in [reconcile_task, retention_task].into_iter().flatten() {
+        for task in [reconcile_task, retention_task, redrive_task]
+            .into_iter()
+            .flatten()
+        {
             let _ = task.await;
         }
         server_handle.stop(true).await;

@@ -247,3 +247,71 @@ async fn dead_letters_are_archived_once_each_and_purged_by_age() {
     let later = chrono::Utc::now() + chrono::Duration::seconds(1);
     assert_eq!(archive::purge(&db, later).await.unwrap(), 2);
 }
+
+/// With `HOOKLINE_REDRIVE_RATE` set, orders that ran out of attempts while sevDesk was down are
+/// replayed by themselves once sevDesk's breaker has closed again, and booked once each.
+#[tokio::test]
+async fn dead_letters_of_an_outage_are_re_driven_when_the_breaker_closes_again() {
+    let world = World::new().await;
+    let sevdesk = &world.erp.sandbox.state.sevdesk;
+    sevdesk.set_faults(Faults {
+        error_rate: 1.0,
+        error_status: Some(503),
+        retry_after_secs: Some(0),
+        ..Faults::default()
+    });
+    let _worker = world
+        .spawn_worker(&[
+            ("HOOKLINE_WORKER_DOMAINS", "orders"),
+            ("HOOKLINE_OUTBOX_RELAY", "false"),
+            ("HOOKLINE_ORDERS_CONCURRENCY", "1"),
+            ("HOOKLINE_RETRY_MAX_ATTEMPTS", "1"),
+            ("HOOKLINE_BREAKER_OPEN_MS", "300"),
+            ("HOOKLINE_REDRIVE_RATE", "50"),
+        ])
+        .await;
+    let now = chrono::Utc::now().fixed_offset();
+    for id in 61..66 {
+        let order = generate_order(id, true, now);
+        world
+            .publish(&envelope("orders/paid", SHOP, &order.to_string()))
+            .await;
+    }
+    let orders = Filter {
+        domain: Some(Domain::Orders),
+        reason: Some("retries_exhausted".into()),
+        ..Filter::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while dlq::list(&world.amqp, &orders).await.unwrap().len() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "the outage's orders were not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // sevDesk is back; new orders probe it and the breaker closes.
+    sevdesk.set_faults(Faults::default());
+    for id in 66..69 {
+        let order = generate_order(id, true, now);
+        world
+            .publish(&envelope("orders/paid", SHOP, &order.to_string()))
+            .await;
+    }
+    assert_eq!(
+        world
+            .db
+            .wait_count(
+                "order_sync WHERE state = 'payment_booked'",
+                8,
+                Duration::from_secs(30)
+            )
+            .await,
+        8,
+        "the dead-lettered orders were re-driven and booked"
+    );
+    assert!(dlq::list(&world.amqp, &orders).await.unwrap().is_empty());
+    let invoices = world.regular_invoices();
+    assert_eq!(invoices.len(), 8);
+    assert!(invoices.iter().all(|i| i.bookings == 1));
+}
