@@ -292,13 +292,23 @@ impl SevDeskClient {
         id: &str,
         trace: Option<&str>,
     ) -> Result<InvoiceInfo, HandlerError> {
+        self.get_document("Invoice", id, trace).await
+    }
+
+    /// One invoice or credit note (`resource`): both come back in the same shape.
+    async fn get_document(
+        &self,
+        resource: &str,
+        id: &str,
+        trace: Option<&str>,
+    ) -> Result<InvoiceInfo, HandlerError> {
         let body = self
-            .call(Method::GET, &format!("/Invoice/{id}"), &[], None, trace)
+            .call(Method::GET, &format!("/{resource}/{id}"), &[], None, trace)
             .await?;
         objects(&body)
             .first()
             .and_then(invoice_info)
-            .ok_or_else(|| malformed("GET /Invoice/{id} returned no invoice"))
+            .ok_or_else(|| malformed(&format!("GET /{resource}/{{id}} returned nothing")))
     }
 
     /// Draft → open.
@@ -460,13 +470,7 @@ impl SevDeskClient {
         id: &str,
         trace: Option<&str>,
     ) -> Result<InvoiceInfo, HandlerError> {
-        let body = self
-            .call(Method::GET, &format!("/CreditNote/{id}"), &[], None, trace)
-            .await?;
-        objects(&body)
-            .first()
-            .and_then(invoice_info)
-            .ok_or_else(|| malformed("GET /CreditNote/{id} returned no credit note"))
+        self.get_document("CreditNote", id, trace).await
     }
 
     /// Credit note draft → open.

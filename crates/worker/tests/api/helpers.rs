@@ -16,6 +16,30 @@ use tokio_util::sync::CancellationToken;
 
 pub const SHOP: &str = "example.myshopify.com";
 
+/// A worker running only the orders bulkhead, without the outbox relay.
+pub const ORDERS_ONLY: &[(&str, &str)] = &[
+    ("HOOKLINE_WORKER_DOMAINS", "orders"),
+    ("HOOKLINE_OUTBOX_RELAY", "false"),
+];
+
+/// The sample `orders/paid` webhook.
+pub fn paid() -> hookline_core::Envelope {
+    hookline_testkit::envelope(
+        "orders/paid",
+        SHOP,
+        include_str!("../../../../fixtures/shopify/orders-paid.json"),
+    )
+}
+
+/// The sample `orders/cancelled` webhook.
+pub fn cancelled() -> hookline_core::Envelope {
+    hookline_testkit::envelope(
+        "orders/cancelled",
+        SHOP,
+        include_str!("../../../../fixtures/shopify/orders-cancelled.json"),
+    )
+}
+
 /// What the ERP (played by the sandbox) answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErpMode {

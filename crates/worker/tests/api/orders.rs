@@ -9,25 +9,9 @@ use hookline_sandbox::Faults;
 use hookline_sandbox::sevdesk::Invoice;
 use hookline_testkit::{envelope, header_text, wait_for_messages};
 
-use crate::helpers::{SHOP, World};
+use crate::helpers::{ORDERS_ONLY, SHOP, World, cancelled, paid};
 
 const ORDER_ID: i64 = 820982911946154508;
-
-fn paid() -> Envelope {
-    envelope(
-        "orders/paid",
-        SHOP,
-        include_str!("../../../../fixtures/shopify/orders-paid.json"),
-    )
-}
-
-fn cancelled() -> Envelope {
-    envelope(
-        "orders/cancelled",
-        SHOP,
-        include_str!("../../../../fixtures/shopify/orders-cancelled.json"),
-    )
-}
 
 fn created() -> Envelope {
     envelope(
@@ -36,11 +20,6 @@ fn created() -> Envelope {
         include_str!("../../../../fixtures/shopify/orders-create.json"),
     )
 }
-
-const ORDERS_ONLY: &[(&str, &str)] = &[
-    ("HOOKLINE_WORKER_DOMAINS", "orders"),
-    ("HOOKLINE_OUTBOX_RELAY", "false"),
-];
 
 async fn wait_state(world: &World, state: &str, within: Duration) -> Option<String> {
     let client = world.db.client().await;

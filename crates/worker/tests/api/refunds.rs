@@ -10,32 +10,11 @@ use hookline_sandbox::sevdesk::Invoice;
 use hookline_testkit::{envelope, header_text, wait_for_messages};
 use serde_json::{Value, json};
 
-use crate::helpers::{SHOP, World};
+use crate::helpers::{ORDERS_ONLY, SHOP, World, cancelled, paid};
 
 const ORDER_ID: i64 = 820982911946154508;
 const REFUND_ID: i64 = 929361462;
 const REFUND: &str = include_str!("../../../../fixtures/shopify/refunds-create.json");
-
-const ORDERS_ONLY: &[(&str, &str)] = &[
-    ("HOOKLINE_WORKER_DOMAINS", "orders"),
-    ("HOOKLINE_OUTBOX_RELAY", "false"),
-];
-
-fn paid() -> Envelope {
-    envelope(
-        "orders/paid",
-        SHOP,
-        include_str!("../../../../fixtures/shopify/orders-paid.json"),
-    )
-}
-
-fn cancelled() -> Envelope {
-    envelope(
-        "orders/cancelled",
-        SHOP,
-        include_str!("../../../../fixtures/shopify/orders-cancelled.json"),
-    )
-}
 
 /// The sample refund: one pair of socks, 29.75.
 fn partial_refund() -> Envelope {
