@@ -139,8 +139,12 @@ pub async fn check(
     let invoices = stack.sandbox.state.sevdesk.invoices();
     let mut per_marker: HashMap<String, Vec<&hookline_sandbox::sevdesk::Invoice>> = HashMap::new();
     for invoice in invoices.iter().filter(|i| i.invoice_type == "RE") {
-        if let Some(marker) = &invoice.customer_internal_note {
-            per_marker.entry(marker.clone()).or_default().push(invoice);
+        if let Some(id) = invoice
+            .customer_internal_note
+            .as_deref()
+            .and_then(order_id_of)
+        {
+            per_marker.entry(id.to_string()).or_default().push(invoice);
         }
     }
     for key in ledger
@@ -151,7 +155,7 @@ pub async fn check(
         let Some(Change::Paid { id, total }) = changes.get(key) else {
             continue;
         };
-        let marker = format!("hookline:{SHOP}:{id}");
+        let marker = id.to_string();
         match per_marker.get(&marker).map(Vec::as_slice) {
             None | Some([]) => {
                 counts.lost += 1;
@@ -181,4 +185,11 @@ pub async fn check(
         }
     }
     Ok(counts)
+}
+
+/// The Shopify order id in an invoice's reference (`… (ID 123)`), as the worker writes it.
+fn order_id_of(reference: &str) -> Option<i64> {
+    let start = reference.find("(ID ")? + 4;
+    let rest = &reference[start..];
+    rest[..rest.find(')')?].parse().ok()
 }

@@ -20,6 +20,7 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+pub mod contract;
 pub mod deliver;
 pub mod sevdesk;
 pub mod shopify;
@@ -52,6 +53,20 @@ pub struct Faults {
     pub commit_then_fail_rate: f64,
     /// Share of writes (sevDesk) that are applied and then never answered.
     pub commit_then_hang_rate: f64,
+    /// Share of writes (sevDesk) that are applied only `commit_late_ms` after they arrived,
+    /// while the answer never comes: the client gives up first, and the effect lands later.
+    pub commit_late_rate: f64,
+    /// How late a late commit lands (sevDesk), in milliseconds; set it above the client's timeout.
+    pub commit_late_ms: u64,
+    /// A new invoice or credit note is invisible to searches for this long (sevDesk), in
+    /// milliseconds: a search right after a create finds nothing.
+    pub search_lag_ms: u64,
+    /// Searches (sevDesk) ignore their filters and return every document: a client that trusts
+    /// the filter adopts another order's invoice.
+    pub search_ignores_filter: bool,
+    /// Validation errors (sevDesk) are answered 500 instead of 400/422, as sevDesk documents that
+    /// it sometimes does.
+    pub validation_as_500: bool,
 }
 
 /// One request the ERP endpoint received.

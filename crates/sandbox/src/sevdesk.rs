@@ -2,10 +2,22 @@
 //! `{"objects": …}`, ids and sums as strings, errors as `{"error": {"message", "exceptionUUID"}}`,
 //! the token in a bare `Authorization` header.
 //!
+//! It is as strict as sevDesk on sevdesk-Update 2.0: every write is checked against the contract in
+//! `fixtures/sevdesk/contract.json` ([`crate::contract`]) and refused with sevDesk's status (400
+//! for a missing or mistyped member, 422 for a rate the tax rule does not allow) — or 500 when the
+//! `validation_as_500` fault says so, as sevDesk documents that it sometimes does. Beyond the
+//! contract it refuses what needs state: an unknown contact, SevUser or country, a booking on an
+//! `online` check account without a `checkAccountTransaction`, an `UNDERACHIEVEMENT` credit note
+//! whose `refSrcInvoice` is not a regular invoice, and a credit note delivered before its invoice.
+//! Its answers have the spec's shapes: credit notes carry no `paidAmount`, a cancellation invoice
+//! (`SR`) does not copy the original's `customerInternalNote` and names it as its `origin`.
+//!
 //! What the sandbox holds is inspectable at `GET /_sandbox/sevdesk/invoices` and
-//! `GET /_sandbox/sevdesk/contacts`. Besides the common faults, writes can be made to "commit then
-//! fail": the invoice (contact, booking, cancellation) is created, and the answer is a 500 or never
-//! comes — the case a client without idempotency keys must survive.
+//! `GET /_sandbox/sevdesk/contacts`; the account (bookkeeping version, SevUsers, check accounts)
+//! is set with `PUT /_sandbox/sevdesk/account`. Besides the common faults, writes can "commit then
+//! fail" (applied, then a 500 or no answer), "commit late" (applied only after the client gave
+//! up), searches can lag behind creates and can ignore their filters — the cases a client
+//! without idempotency keys must survive.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -21,8 +33,76 @@ use crate::Faults;
 /// The token the sandbox accepts unless configured otherwise (`HOOKLINE_SANDBOX_SEVDESK_TOKEN`).
 pub const DEFAULT_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
-/// The check account bookings go to.
-pub const CHECK_ACCOUNT_ID: &str = "5001";
+/// The sandbox account's bank account: `online`, so a booking needs a transaction.
+pub const BANK_ACCOUNT_ID: &str = "5001";
+
+/// The sandbox account's clearing account (`offline`): bookings create their own transaction.
+pub const CHECK_ACCOUNT_ID: &str = "5002";
+
+/// The sandbox account's only SevUser.
+pub const SEV_USER_ID: &str = "7";
+
+/// sevDesk's `StaticCountry` ids the sandbox knows, by ISO code (Germany is 1 in sevDesk).
+pub const COUNTRIES: &[(&str, u64)] = &[
+    ("DE", 1),
+    ("AT", 2),
+    ("CH", 3),
+    ("FR", 4),
+    ("NL", 5),
+    ("BE", 6),
+    ("IT", 7),
+    ("ES", 8),
+    ("PL", 9),
+    ("US", 10),
+    ("GB", 11),
+    ("DK", 12),
+    ("SE", 13),
+];
+
+/// A check account.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckAccount {
+    /// sevDesk id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `online`, `offline` or `register`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+/// The account the token belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Account {
+    /// What `GET /Tools/bookkeepingSystemVersion` answers.
+    pub bookkeeping_version: String,
+    /// SevUser ids.
+    pub sev_users: Vec<String>,
+    /// Check accounts.
+    pub check_accounts: Vec<CheckAccount>,
+}
+
+impl Default for Account {
+    fn default() -> Self {
+        Self {
+            bookkeeping_version: "2.0".into(),
+            sev_users: vec![SEV_USER_ID.into()],
+            check_accounts: vec![
+                CheckAccount {
+                    id: BANK_ACCOUNT_ID.into(),
+                    name: "Geschäftskonto".into(),
+                    kind: "online".into(),
+                },
+                CheckAccount {
+                    id: CHECK_ACCOUNT_ID.into(),
+                    name: "Verrechnungskonto Shopify".into(),
+                    kind: "offline".into(),
+                },
+            ],
+        }
+    }
+}
 
 /// A contact as stored.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -81,6 +161,33 @@ pub struct Invoice {
     pub cancels: Option<String>,
     /// Set on an invoice that has been cancelled.
     pub cancelled_by: Option<String>,
+    /// `taxRule.id`.
+    #[serde(default)]
+    pub tax_rule: Option<String>,
+    /// `deliveryDate`, as sent.
+    #[serde(default)]
+    pub delivery_date: Option<String>,
+    /// `deliveryAddressCountry`.
+    #[serde(default)]
+    pub delivery_country: Option<String>,
+    /// `address`: the recipient as printed.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `addressCountry.id`.
+    #[serde(default)]
+    pub address_country: Option<u64>,
+    /// For a credit note: `refSrcInvoice.id`.
+    #[serde(default)]
+    pub ref_src_invoice: Option<String>,
+    /// The check accounts bookings went to, one entry per booking.
+    #[serde(default)]
+    pub booked_on: Vec<String>,
+    /// The booking types, one entry per booking.
+    #[serde(default)]
+    pub booking_types: Vec<String>,
+    /// When it was created (searches lag behind this by `search_lag_ms`).
+    #[serde(default = "chrono::Utc::now")]
+    pub created: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Default)]
@@ -93,6 +200,9 @@ struct Store {
     credit_notes: Vec<Invoice>,
     next_id: u64,
     calls: HashMap<String, usize>,
+    account: Account,
+    /// Every write body received, with its operation, for contract assertions in tests.
+    requests: Vec<(String, Value)>,
 }
 
 /// The sevDesk part of the sandbox state.
@@ -142,6 +252,91 @@ impl SevDesk {
     pub fn set_faults(&self, faults: Faults) {
         self.store().faults = faults;
     }
+
+    /// Replaces the account settings.
+    pub fn set_account(&self, account: Account) {
+        self.store().account = account;
+    }
+
+    /// Every write body received (operation, body), oldest first.
+    pub fn requests(&self) -> Vec<(String, Value)> {
+        self.store().requests.clone()
+    }
+
+    fn account(&self) -> Account {
+        self.store().account.clone()
+    }
+}
+
+/// Why the sandbox refuses a write, before or while applying it.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            message: message.into(),
+        }
+    }
+}
+
+/// Checks a write against the contract and records it; a refusal is answered in sevDesk's shape
+/// (or as a 500 under `validation_as_500`).
+fn validate(state: &SevDesk, operation: &str, body: &Value) -> Result<(), HttpResponse> {
+    let as_500 = {
+        let mut store = state.store();
+        store.requests.push((operation.to_owned(), body.clone()));
+        store.faults.validation_as_500
+    };
+    crate::contract::check(operation, body).map_err(|violation| {
+        refuse(
+            as_500,
+            Refusal::new(violation.status(), violation.to_string()),
+        )
+    })
+}
+
+fn refuse(as_500: bool, refusal: Refusal) -> HttpResponse {
+    let status = if as_500 {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        refusal.status
+    };
+    error(status, &refusal.message)
+}
+
+/// Runs a write: now, or — under the commit-late fault — in a task of its own after the delay,
+/// while the request is never answered (the client times out; the effect lands anyway, even if
+/// the connection is long gone).
+async fn write<F>(plan: Plan, state: web::Data<crate::State>, apply: F) -> HttpResponse
+where
+    F: FnOnce(&SevDesk) -> Result<(StatusCode, Value), Refusal> + Send + 'static,
+{
+    if let Plan::CommitLate(ms) = plan {
+        let late = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            let _ = apply(&late.sevdesk);
+        });
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        return error(StatusCode::GATEWAY_TIMEOUT, "unreachable");
+    }
+    let as_500 = state.sevdesk.store().faults.validation_as_500;
+    match apply(&state.sevdesk) {
+        Ok((status, body)) => answer(plan, status, body).await,
+        Err(refusal) => refuse(as_500, refusal),
+    }
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 fn error(status: StatusCode, message: &str) -> HttpResponse {
@@ -170,6 +365,8 @@ enum Plan {
     CommitThenFail,
     /// Do it, then never answer.
     CommitThenHang,
+    /// Never answer; do it this many milliseconds after it arrived.
+    CommitLate(u64),
 }
 
 async fn plan(
@@ -219,6 +416,9 @@ async fn plan(
     {
         return Ok(Plan::CommitThenHang);
     }
+    if write && faults.commit_late_rate > 0.0 && fastrand::f64() < faults.commit_late_rate {
+        return Ok(Plan::CommitLate(faults.commit_late_ms));
+    }
     Ok(Plan::Proceed)
 }
 
@@ -238,7 +438,7 @@ async fn answer(plan: Plan, status: StatusCode, body: Value) -> HttpResponse {
             StatusCode::INTERNAL_SERVER_ERROR,
             "injected: committed, then failed",
         ),
-        Plan::CommitThenHang => {
+        Plan::CommitThenHang | Plan::CommitLate(_) => {
             tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
             error(StatusCode::GATEWAY_TIMEOUT, "unreachable")
         }
@@ -262,12 +462,16 @@ macro_rules! planned {
     };
 }
 
-fn invoice_json(i: &Invoice) -> Value {
-    let gross: f64 = i
-        .positions
+fn gross_of(i: &Invoice) -> f64 {
+    i.positions
         .iter()
         .map(|p| p.quantity.parse::<f64>().unwrap_or(0.0) * p.price.parse::<f64>().unwrap_or(0.0))
-        .sum();
+        .sum()
+}
+
+/// `Model_InvoiceResponse`, as far as the sandbox keeps it: ids and most sums as strings, as
+/// sevDesk sends them; `paidAmount` a number, as the spec types it.
+fn invoice_json(i: &Invoice) -> Value {
     json!({
         "id": i.id,
         "objectName": "Invoice",
@@ -279,11 +483,18 @@ fn invoice_json(i: &Invoice) -> Value {
         "customerInternalNote": i.customer_internal_note,
         "currency": i.currency,
         "showNet": if i.show_net { "1" } else { "0" },
-        "paidAmount": i.paid_amount,
-        "sumPositions": format!("{gross:.2}"),
+        "paidAmount": i.paid_amount.parse::<f64>().unwrap_or(0.0),
+        "sumGross": format!("{:.2}", gross_of(i)),
+        "deliveryDate": i.delivery_date,
+        "address": i.address,
+        "taxRule": i.tax_rule.as_ref().map(|id| json!({"id": id, "objectName": "TaxRule"})),
+        "origin": i.cancels.as_ref().map(|id| json!({"id": id, "objectName": "Invoice"})),
+        "update": i.created.to_rfc3339(),
     })
 }
 
+/// `Model_creditNoteResponse`: like an invoice, but with **no `paidAmount`** — a client must tell
+/// a booked credit note by its status.
 fn credit_note_json(c: &Invoice) -> Value {
     let mut v = invoice_json(c);
     v["objectName"] = json!("CreditNote");
@@ -292,6 +503,8 @@ fn credit_note_json(c: &Invoice) -> Value {
     if let Some(map) = v.as_object_mut() {
         map.remove("invoiceNumber");
         map.remove("invoiceType");
+        map.remove("paidAmount");
+        map.remove("origin");
     }
     v
 }
@@ -300,10 +513,54 @@ fn contact_json(c: &Contact) -> Value {
     json!({"id": c.id, "objectName": "Contact", "customerNumber": c.customer_number, "name": c.name, "category": {"id": "3", "objectName": "Category"}})
 }
 
+/// `GET /Tools/bookkeepingSystemVersion`
+pub async fn bookkeeping_version(
+    request: HttpRequest,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "bookkeepingSystemVersion", false);
+    let version = state.sevdesk.account().bookkeeping_version;
+    answer(p, StatusCode::OK, json!({"objects": {"version": version}})).await
+}
+
+/// `GET /SevUser`: not in sevDesk's published spec, but what production clients use to find the
+/// id for `contactPerson`.
+pub async fn sev_users(request: HttpRequest, state: web::Data<crate::State>) -> HttpResponse {
+    let p = planned!(state, request, "SevUser", false);
+    let users: Vec<Value> = state
+        .sevdesk
+        .account()
+        .sev_users
+        .iter()
+        .map(|id| json!({"id": id, "objectName": "SevUser"}))
+        .collect();
+    answer(p, StatusCode::OK, json!({"objects": users})).await
+}
+
+/// `GET /StaticCountry`: sevDesk's country ids (not in the published spec either).
+pub async fn static_countries(
+    request: HttpRequest,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "StaticCountry", false);
+    let countries: Vec<Value> = COUNTRIES
+        .iter()
+        .map(|(code, id)| json!({"id": id.to_string(), "objectName": "StaticCountry", "code": code.to_lowercase()}))
+        .collect();
+    answer(p, StatusCode::OK, json!({"objects": countries})).await
+}
+
 /// `GET /CheckAccount`
 pub async fn check_accounts(request: HttpRequest, state: web::Data<crate::State>) -> HttpResponse {
     let p = planned!(state, request, "CheckAccount", false);
-    answer(p, StatusCode::OK, json!({"objects": [{"id": CHECK_ACCOUNT_ID, "objectName": "CheckAccount", "name": "Sandbox bank", "type": "online"}]})).await
+    let accounts: Vec<Value> = state
+        .sevdesk
+        .account()
+        .check_accounts
+        .iter()
+        .map(|a| json!({"id": a.id, "objectName": "CheckAccount", "name": a.name, "type": a.kind, "status": "100", "currency": "EUR"}))
+        .collect();
+    answer(p, StatusCode::OK, json!({"objects": accounts})).await
 }
 
 #[derive(Deserialize)]
@@ -337,8 +594,8 @@ pub async fn create_contact(
 ) -> HttpResponse {
     let p = planned!(state, request, "Contact.create", true);
     let b = body.into_inner();
-    if b["category"]["id"].as_i64() != Some(3) && b["category"]["id"].as_str() != Some("3") {
-        return error(StatusCode::BAD_REQUEST, "category is required");
+    if let Err(refused) = validate(&state.sevdesk, "createContact", &b) {
+        return refused;
     }
     let name = b["name"]
         .as_str()
@@ -357,8 +614,8 @@ pub async fn create_contact(
             "name or surename/familyname is required",
         );
     }
-    let contact = {
-        let mut store = state.sevdesk.store();
+    write(p, state, move |sevdesk| {
+        let mut store = sevdesk.store();
         store.next_id += 1;
         let c = Contact {
             id: store.next_id.to_string(),
@@ -366,14 +623,29 @@ pub async fn create_contact(
             name,
         };
         store.contacts.push(c.clone());
-        c
-    };
-    answer(
-        p,
-        StatusCode::CREATED,
-        json!({"objects": contact_json(&contact)}),
-    )
+        Ok((StatusCode::CREATED, json!({"objects": contact_json(&c)})))
+    })
     .await
+}
+
+/// What both factories check against the account: the contact, the SevUser and the country.
+fn check_references(store: &Store, document: &Value) -> Result<String, Refusal> {
+    let contact_id = id_text(&document["contact"]["id"]).unwrap_or_default();
+    if !store.contacts.iter().any(|c| c.id == contact_id) {
+        return Err(Refusal::new(400, "contact does not exist"));
+    }
+    let person = id_text(&document["contactPerson"]["id"]).unwrap_or_default();
+    if !store.account.sev_users.contains(&person) {
+        return Err(Refusal::new(
+            400,
+            "contactPerson is not a SevUser of this account",
+        ));
+    }
+    let country = document["addressCountry"]["id"].as_u64().unwrap_or(0);
+    if !COUNTRIES.iter().any(|(_, id)| *id == country) {
+        return Err(Refusal::new(400, "addressCountry is not a StaticCountry"));
+    }
+    Ok(contact_id)
 }
 
 /// `POST /Invoice/Factory/saveInvoice`
@@ -384,14 +656,14 @@ pub async fn save_invoice(
 ) -> HttpResponse {
     let p = planned!(state, request, "saveInvoice", true);
     let b = body.into_inner();
-    let inv = &b["invoice"];
-    let (contact_id, positions) =
-        match read_document(&state.sevdesk, inv, &b["invoicePosSave"], "invoice") {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-    let invoice = {
-        let mut store = state.sevdesk.store();
+    if let Err(refused) = validate(&state.sevdesk, "saveInvoice", &b) {
+        return refused;
+    }
+    write(p, state, move |sevdesk| {
+        let mut store = sevdesk.store();
+        let inv = &b["invoice"];
+        let contact_id = check_references(&store, inv)?;
+        let positions = read_positions(b["invoicePosSave"].as_array().map_or(&[], Vec::as_slice));
         store.next_id += 1;
         let number = store
             .invoices
@@ -408,13 +680,11 @@ pub async fn save_invoice(
             positions,
         );
         store.invoices.push(i.clone());
-        i
-    };
-    answer(
-        p,
-        StatusCode::CREATED,
-        json!({"objects": {"invoice": invoice_json(&invoice), "invoicePos": []}}),
-    )
+        Ok((
+            StatusCode::CREATED,
+            json!({"objects": {"invoice": invoice_json(&i), "invoicePos": []}}),
+        ))
+    })
     .await
 }
 
@@ -426,14 +696,45 @@ pub async fn save_credit_note(
 ) -> HttpResponse {
     let p = planned!(state, request, "saveCreditNote", true);
     let b = body.into_inner();
-    let note = &b["creditNote"];
-    let (contact_id, positions) =
-        match read_document(&state.sevdesk, note, &b["creditNotePosSave"], "creditNote") {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-    let created = {
-        let mut store = state.sevdesk.store();
+    if let Err(refused) = validate(&state.sevdesk, "saveCreditNote", &b) {
+        return refused;
+    }
+    write(p, state, move |sevdesk| {
+        let mut store = sevdesk.store();
+        let note = &b["creditNote"];
+        let contact_id = check_references(&store, note)?;
+        if let Some(source) = id_text(&note["refSrcInvoice"]["id"]) {
+            let Some(invoice) = store
+                .invoices
+                .iter()
+                .find(|i| i.id == source && i.invoice_type == "RE")
+            else {
+                return Err(Refusal::new(
+                    400,
+                    "refSrcInvoice is not an invoice of this account",
+                ));
+            };
+            // Update 2.0: a credit note is delivered with or after its invoice, never before.
+            let ours = note["deliveryDate"].as_str().and_then(parse_date);
+            let theirs = invoice.delivery_date.as_deref().and_then(parse_date);
+            match (ours, theirs) {
+                (Some(a), Some(b)) if a < b => {
+                    return Err(Refusal::new(
+                        422,
+                        "deliveryDate of the credit note is before the invoice's",
+                    ));
+                }
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(Refusal::new(
+                        422,
+                        "the credit note and its invoice must both have a delivery date or neither",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let positions =
+            read_positions(b["creditNotePosSave"].as_array().map_or(&[], Vec::as_slice));
         store.next_id += 1;
         let number = store.credit_notes.len() + 1;
         let c = stored(
@@ -445,43 +746,95 @@ pub async fn save_credit_note(
             positions,
         );
         store.credit_notes.push(c.clone());
-        c
-    };
-    answer(
-        p,
-        StatusCode::CREATED,
-        json!({"objects": {"creditNote": credit_note_json(&created), "creditNotePos": []}}),
-    )
+        Ok((
+            StatusCode::CREATED,
+            json!({"objects": {"creditNote": credit_note_json(&c), "creditNotePos": []}}),
+        ))
+    })
     .await
 }
 
-#[derive(Deserialize)]
-pub struct CreditNoteQuery {
-    #[serde(rename = "contact[id]")]
-    contact_id: Option<String>,
+/// `dd.mm.yyyy` or a timestamp, as sevDesk takes dates.
+fn parse_date(text: &str) -> Option<chrono::NaiveDate> {
+    chrono::NaiveDate::parse_from_str(text, "%d.%m.%Y")
+        .ok()
+        .or_else(|| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|d| d.date_naive())
+        })
 }
 
-/// `GET /CreditNote?contact[id]=…&contact[objectName]=Contact`: sevDesk offers no search by
-/// internal note for credit notes, so clients list a contact's and look for their marker.
+#[derive(Deserialize)]
+pub struct DocumentQuery {
+    /// sevDesk spells the filter this way.
+    #[serde(rename = "customerIntenalNote")]
+    customer_internal_note: Option<String>,
+    #[serde(rename = "contact[id]")]
+    contact_id: Option<String>,
+    #[serde(rename = "invoiceNumber")]
+    invoice_number: Option<String>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+}
+
+/// What a search returns, after the search-lag and filter-ignoring faults: documents are
+/// invisible to searches for `search_lag_ms` after their creation, and under
+/// `search_ignores_filter` every visible document is returned. Pages of `limit` (≤ 1000,
+/// default 100) from `offset`.
+fn search(
+    state: &SevDesk,
+    documents: Vec<Invoice>,
+    query: &DocumentQuery,
+    json: fn(&Invoice) -> Value,
+) -> Value {
+    let faults = state.store().faults.clone();
+    let now = chrono::Utc::now();
+    let lag = chrono::Duration::milliseconds(i64::try_from(faults.search_lag_ms).unwrap_or(0));
+    let visible = documents.into_iter().filter(|d| d.created + lag <= now);
+    let matching: Vec<Invoice> = if faults.search_ignores_filter {
+        visible.collect()
+    } else {
+        visible
+            .filter(|i| {
+                query
+                    .customer_internal_note
+                    .as_ref()
+                    .is_none_or(|n| i.customer_internal_note.as_ref() == Some(n))
+            })
+            .filter(|i| query.contact_id.as_ref().is_none_or(|c| &i.contact_id == c))
+            .filter(|i| {
+                query
+                    .invoice_number
+                    .as_ref()
+                    .is_none_or(|n| &i.invoice_number == n)
+            })
+            .collect()
+    };
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let page: Vec<Value> = matching
+        .iter()
+        .skip(query.offset.unwrap_or(0))
+        .take(limit)
+        .map(json)
+        .collect();
+    json!({"total": matching.len().to_string(), "objects": page})
+}
+
+/// `GET /CreditNote?contact[id]=…&contact[objectName]=Contact`
 pub async fn search_credit_notes(
     request: HttpRequest,
-    query: web::Query<CreditNoteQuery>,
+    query: web::Query<DocumentQuery>,
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "CreditNote.search", false);
-    let found: Vec<Value> = state
-        .sevdesk
-        .credit_notes()
-        .iter()
-        .filter(|c| {
-            query
-                .contact_id
-                .as_ref()
-                .is_none_or(|id| &c.contact_id == id)
-        })
-        .map(credit_note_json)
-        .collect();
-    answer(p, StatusCode::OK, json!({"objects": found})).await
+    let found = search(
+        &state.sevdesk,
+        state.sevdesk.credit_notes(),
+        &query,
+        credit_note_json,
+    );
+    answer(p, StatusCode::OK, found).await
 }
 
 /// `GET /CreditNote/{id}`
@@ -495,36 +848,6 @@ pub async fn get_credit_note(
         Some(c) => answer(p, StatusCode::OK, json!({"objects": [credit_note_json(c)]})).await,
         None => Kind::CreditNote.not_found(),
     }
-}
-
-/// What `saveInvoice` and `saveCreditNote` both read: the document's contact, which must exist,
-/// and its positions.
-fn read_document(
-    state: &SevDesk,
-    document: &Value,
-    positions: &Value,
-    name: &str,
-) -> Result<(String, Vec<Position>), HttpResponse> {
-    let contact_id = document["contact"]["id"]
-        .as_str()
-        .map(str::to_owned)
-        .or_else(|| document["contact"]["id"].as_i64().map(|n| n.to_string()))
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("{name}.contact is required"),
-            )
-        })?;
-    if !state.contacts().iter().any(|c| c.id == contact_id) {
-        return Err(error(StatusCode::BAD_REQUEST, "contact does not exist"));
-    }
-    let positions = positions.as_array().ok_or_else(|| {
-        error(
-            StatusCode::BAD_REQUEST,
-            &format!("{name}PosSave is required"),
-        )
-    })?;
-    Ok((contact_id, read_positions(positions)))
 }
 
 /// A new draft document (invoice `RE` or credit note `CN`) as stored.
@@ -545,22 +868,38 @@ fn stored(
         header: document["header"].as_str().map(str::to_owned),
         customer_internal_note: document["customerInternalNote"].as_str().map(str::to_owned),
         currency: document["currency"].as_str().unwrap_or("EUR").to_owned(),
-        show_net: document["showNet"].as_bool().unwrap_or(true)
-            || document["showNet"].as_str() == Some("1"),
+        show_net: document["showNet"].as_bool().unwrap_or(true),
         positions,
         paid_amount: "0".into(),
         bookings: 0,
         booked_at: None,
         cancels: None,
         cancelled_by: None,
+        tax_rule: id_text(&document["taxRule"]["id"]),
+        delivery_date: document["deliveryDate"].as_str().map(str::to_owned),
+        delivery_country: document["deliveryAddressCountry"]
+            .as_str()
+            .map(str::to_owned),
+        address: document["address"].as_str().map(str::to_owned),
+        address_country: document["addressCountry"]["id"].as_u64(),
+        ref_src_invoice: id_text(&document["refSrcInvoice"]["id"]),
+        booked_on: vec![],
+        booking_types: vec![],
+        created: chrono::Utc::now(),
     }
 }
 
 fn read_positions(positions: &[Value]) -> Vec<Position> {
-    let text = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        _ => String::new(),
+    // Kept as decimal text without trailing zeros ("25", "29.75"), whatever JSON form came.
+    let text = |v: &Value| {
+        let raw = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => String::new(),
+        };
+        raw.parse::<rust_decimal::Decimal>()
+            .map(|d| d.normalize().to_string())
+            .unwrap_or(raw)
     };
     positions
         .iter()
@@ -573,41 +912,20 @@ fn read_positions(positions: &[Value]) -> Vec<Position> {
         .collect()
 }
 
-#[derive(Deserialize)]
-pub struct InvoiceQuery {
-    /// sevDesk spells the filter this way.
-    #[serde(rename = "customerIntenalNote")]
-    customer_internal_note: Option<String>,
-    #[serde(rename = "headerSearch")]
-    header_search: Option<String>,
-}
-
-/// `GET /Invoice?customerIntenalNote=…` (sic) or `?headerSearch=…`
+/// `GET /Invoice?customerIntenalNote=…` (sic), `?contact[id]=…`, `?invoiceNumber=…`, paged.
 pub async fn search_invoices(
     request: HttpRequest,
-    query: web::Query<InvoiceQuery>,
+    query: web::Query<DocumentQuery>,
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "Invoice.search", false);
-    let found: Vec<Value> = state
-        .sevdesk
-        .invoices()
-        .iter()
-        .filter(|i| {
-            query
-                .customer_internal_note
-                .as_ref()
-                .is_none_or(|n| i.customer_internal_note.as_ref() == Some(n))
-        })
-        .filter(|i| {
-            query
-                .header_search
-                .as_ref()
-                .is_none_or(|h| i.header.as_deref().is_some_and(|x| x.contains(h.as_str())))
-        })
-        .map(invoice_json)
-        .collect();
-    answer(p, StatusCode::OK, json!({"objects": found})).await
+    let found = search(
+        &state.sevdesk,
+        state.sevdesk.invoices(),
+        &query,
+        invoice_json,
+    );
+    answer(p, StatusCode::OK, found).await
 }
 
 /// `GET /Invoice/{id}`
@@ -647,9 +965,14 @@ impl Kind {
     }
 
     fn not_found(self) -> HttpResponse {
+        let refusal = self.missing();
+        error(refusal.status, &refusal.message)
+    }
+
+    fn missing(self) -> Refusal {
         match self {
-            Kind::Invoice => error(StatusCode::NOT_FOUND, "Invoice not found"),
-            Kind::CreditNote => error(StatusCode::NOT_FOUND, "CreditNote not found"),
+            Kind::Invoice => Refusal::new(404, "Invoice not found"),
+            Kind::CreditNote => Refusal::new(404, "CreditNote not found"),
         }
     }
 }
@@ -675,33 +998,54 @@ fn with_document<T>(
 pub async fn send_by(
     request: HttpRequest,
     id: web::Path<String>,
+    body: web::Json<Value>,
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "sendBy", true);
-    send_document(p, &state.sevdesk, Kind::Invoice, &id).await
+    send_document(p, state, Kind::Invoice, id.into_inner(), body.into_inner()).await
 }
 
 /// `PUT /CreditNote/{id}/sendBy`: draft → open.
 pub async fn credit_note_send_by(
     request: HttpRequest,
     id: web::Path<String>,
+    body: web::Json<Value>,
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "CreditNote.sendBy", true);
-    send_document(p, &state.sevdesk, Kind::CreditNote, &id).await
+    send_document(
+        p,
+        state,
+        Kind::CreditNote,
+        id.into_inner(),
+        body.into_inner(),
+    )
+    .await
 }
 
-async fn send_document(p: Plan, state: &SevDesk, kind: Kind, id: &str) -> HttpResponse {
-    let sent = with_document(state, kind, id, |document| {
-        if document.status == 100 {
-            document.status = 200;
-        }
-        document.clone()
-    });
-    match sent {
-        Some(i) => answer(p, StatusCode::OK, json!({"objects": kind.json(&i)})).await,
-        None => kind.not_found(),
+async fn send_document(
+    p: Plan,
+    state: web::Data<crate::State>,
+    kind: Kind,
+    id: String,
+    body: Value,
+) -> HttpResponse {
+    if let Err(refused) = validate(&state.sevdesk, "sendBy", &body) {
+        return refused;
     }
+    write(p, state, move |sevdesk| {
+        let sent = with_document(sevdesk, kind, &id, |document| {
+            if document.status == 100 && body["sendDraft"] == json!(false) {
+                document.status = 200;
+            }
+            document.clone()
+        });
+        match sent {
+            Some(i) => Ok((StatusCode::OK, json!({"objects": kind.json(&i)}))),
+            None => Err(kind.missing()),
+        }
+    })
+    .await
 }
 
 /// `PUT /Invoice/{id}/bookAmount`
@@ -712,7 +1056,7 @@ pub async fn book_amount(
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "bookAmount", true);
-    book_document(p, &state.sevdesk, Kind::Invoice, &id, &body).await
+    book_document(p, state, Kind::Invoice, id.into_inner(), body.into_inner()).await
 }
 
 /// `PUT /CreditNote/{id}/bookAmount`: the money paid back, booked on the check account.
@@ -723,115 +1067,149 @@ pub async fn credit_note_book_amount(
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "CreditNote.bookAmount", true);
-    book_document(p, &state.sevdesk, Kind::CreditNote, &id, &body).await
+    book_document(
+        p,
+        state,
+        Kind::CreditNote,
+        id.into_inner(),
+        body.into_inner(),
+    )
+    .await
 }
 
 async fn book_document(
     p: Plan,
-    state: &SevDesk,
+    state: web::Data<crate::State>,
     kind: Kind,
-    id: &str,
-    body: &Value,
+    id: String,
+    body: Value,
 ) -> HttpResponse {
-    let amount = match &body["amount"] {
-        Value::Number(n) => n.as_f64().unwrap_or(0.0),
-        Value::String(s) => s.parse().unwrap_or(0.0),
-        _ => 0.0,
-    };
-    if amount <= 0.0
-        || body["checkAccount"]["id"].as_str() != Some(CHECK_ACCOUNT_ID)
-            && body["checkAccount"]["id"]
-                .as_i64()
-                .map(|n| n.to_string())
-                .as_deref()
-                != Some(CHECK_ACCOUNT_ID)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "amount and a valid checkAccount are required",
-        );
+    if let Err(refused) = validate(&state.sevdesk, "bookAmount", &body) {
+        return refused;
     }
-    let booked = with_document(state, kind, id, |invoice| {
-        if invoice.status < 200 {
-            return Err("the document is still a draft");
+    write(p, state, move |sevdesk| {
+        let amount = body["amount"].as_f64().unwrap_or(0.0);
+        if amount <= 0.0 {
+            return Err(Refusal::new(400, "amount must be positive"));
         }
-        let total: f64 = invoice
-            .positions
-            .iter()
-            .map(|p| {
-                p.quantity.parse::<f64>().unwrap_or(0.0) * p.price.parse::<f64>().unwrap_or(0.0)
-            })
-            .sum();
-        let paid = invoice.paid_amount.parse::<f64>().unwrap_or(0.0) + amount;
-        invoice.paid_amount = format!("{paid:.2}");
-        invoice.bookings += 1;
-        invoice.booked_at = Some(chrono::Utc::now());
-        invoice.status = if paid + 0.005 >= total { 1000 } else { 750 };
-        Ok(invoice.clone())
-    });
-    match booked {
-        Some(Ok(i)) => answer(p, StatusCode::OK, json!({"objects": kind.json(&i)})).await,
-        Some(Err(message)) => error(StatusCode::BAD_REQUEST, message),
-        None => kind.not_found(),
-    }
+        let account_id = id_text(&body["checkAccount"]["id"]).unwrap_or_default();
+        let account = sevdesk
+            .account()
+            .check_accounts
+            .into_iter()
+            .find(|a| a.id == account_id)
+            .ok_or_else(|| Refusal::new(400, "checkAccount does not exist"))?;
+        if account.kind == "online" && body["checkAccountTransaction"]["id"].is_null() {
+            return Err(Refusal::new(
+                422,
+                "a booking on an online check account needs an existing checkAccountTransaction",
+            ));
+        }
+        let booking_type = body["type"].as_str().unwrap_or_default().to_owned();
+        let booked = with_document(sevdesk, kind, &id, |invoice| {
+            if invoice.status < 200 {
+                return Err(Refusal::new(400, "the document is still a draft"));
+            }
+            if invoice.status >= 1000 {
+                return Err(Refusal::new(400, "the document is already paid"));
+            }
+            let total = gross_of(invoice);
+            let paid = invoice.paid_amount.parse::<f64>().unwrap_or(0.0) + amount;
+            invoice.paid_amount = format!("{paid:.2}");
+            invoice.bookings += 1;
+            invoice.booked_at = Some(chrono::Utc::now());
+            invoice.booked_on.push(account.id.clone());
+            invoice.booking_types.push(booking_type);
+            invoice.status = if paid + 0.005 >= total { 1000 } else { 750 };
+            Ok(invoice.clone())
+        });
+        match booked {
+            Some(Ok(i)) => Ok((StatusCode::OK, json!({"objects": kind.json(&i)}))),
+            Some(Err(refusal)) => Err(refusal),
+            None => Err(kind.missing()),
+        }
+    })
+    .await
 }
 
-/// `POST /Invoice/{id}/cancelInvoice`: creates a cancellation invoice (`SR`).
+/// `POST /Invoice/{id}/cancelInvoice`: creates a cancellation invoice (`SR`). It names the
+/// original as its `origin` and, as in sevDesk, does not copy the original's internal note.
 pub async fn cancel_invoice(
     request: HttpRequest,
     id: web::Path<String>,
     state: web::Data<crate::State>,
 ) -> HttpResponse {
     let p = planned!(state, request, "cancelInvoice", true);
-    let cancelled = with_invoice(&state.sevdesk, &id, |store, i| {
-        if store.invoices[i].cancelled_by.is_some() {
-            return Err("invoice is already cancelled");
-        }
-        store.next_id += 1;
-        let cancel_id = store.next_id.to_string();
-        let number = store
-            .invoices
-            .iter()
-            .filter(|x| x.invoice_type == "SR")
-            .count()
-            + 1;
-        let original = store.invoices[i].clone();
-        store.invoices[i].cancelled_by = Some(cancel_id.clone());
-        let sr = Invoice {
-            id: cancel_id,
-            invoice_number: format!("SR-{number:05}"),
-            invoice_type: "SR".into(),
-            status: 1000,
-            cancels: Some(original.id.clone()),
-            cancelled_by: None,
-            positions: original
-                .positions
+    let id = id.into_inner();
+    write(p, state, move |sevdesk| {
+        let cancelled = with_invoice(sevdesk, &id, |store, i| {
+            if store.invoices[i].cancelled_by.is_some() {
+                return Err(Refusal::new(400, "invoice is already cancelled"));
+            }
+            store.next_id += 1;
+            let cancel_id = store.next_id.to_string();
+            let number = store
+                .invoices
                 .iter()
-                .map(|p| Position {
-                    price: format!("-{}", p.price),
-                    ..p.clone()
-                })
-                .collect(),
-            paid_amount: "0".into(),
-            bookings: 0,
-            booked_at: None,
-            ..original
-        };
-        store.invoices.push(sr.clone());
-        Ok(sr)
-    });
-    match cancelled {
-        Some(Ok(sr)) => {
-            answer(
-                p,
-                StatusCode::CREATED,
-                json!({"objects": invoice_json(&sr)}),
-            )
-            .await
+                .filter(|x| x.invoice_type == "SR")
+                .count()
+                + 1;
+            let original = store.invoices[i].clone();
+            store.invoices[i].cancelled_by = Some(cancel_id.clone());
+            let sr = Invoice {
+                id: cancel_id,
+                invoice_number: format!("SR-{number:05}"),
+                invoice_type: "SR".into(),
+                status: 1000,
+                cancels: Some(original.id.clone()),
+                cancelled_by: None,
+                customer_internal_note: None,
+                positions: original
+                    .positions
+                    .iter()
+                    .map(|p| Position {
+                        price: format!("-{}", p.price),
+                        ..p.clone()
+                    })
+                    .collect(),
+                paid_amount: "0".into(),
+                bookings: 0,
+                booked_at: None,
+                booked_on: vec![],
+                booking_types: vec![],
+                created: chrono::Utc::now(),
+                ..original
+            };
+            store.invoices.push(sr.clone());
+            Ok(sr)
+        });
+        match cancelled {
+            Some(Ok(sr)) => Ok((StatusCode::CREATED, json!({"objects": invoice_json(&sr)}))),
+            Some(Err(refusal)) => Err(refusal),
+            None => Err(Refusal::new(404, "Invoice not found")),
         }
-        Some(Err(message)) => error(StatusCode::BAD_REQUEST, message),
-        None => error(StatusCode::NOT_FOUND, "Invoice not found"),
-    }
+    })
+    .await
+}
+
+/// `PUT /_sandbox/sevdesk/account`: bookkeeping version, SevUsers and check accounts.
+pub async fn put_account(
+    account: web::Json<Account>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    state.sevdesk.set_account(account.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+/// `GET /_sandbox/sevdesk/requests`: every write body received, with its operation.
+pub async fn sandbox_requests(state: web::Data<crate::State>) -> HttpResponse {
+    let requests: Vec<Value> = state
+        .sevdesk
+        .requests()
+        .into_iter()
+        .map(|(operation, body)| json!({"operation": operation, "body": body}))
+        .collect();
+    HttpResponse::Ok().json(requests)
 }
 
 /// `GET /_sandbox/sevdesk/invoices`
@@ -859,6 +1237,12 @@ pub async fn put_faults(faults: web::Json<Faults>, state: web::Data<crate::State
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .route(
+                "/Tools/bookkeepingSystemVersion",
+                web::get().to(bookkeeping_version),
+            )
+            .route("/SevUser", web::get().to(sev_users))
+            .route("/StaticCountry", web::get().to(static_countries))
             .route("/CheckAccount", web::get().to(check_accounts))
             .route("/Contact", web::get().to(search_contacts))
             .route("/Contact", web::post().to(create_contact))
@@ -897,6 +1281,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .route(
         "/_sandbox/sevdesk/contacts",
         web::get().to(sandbox_contacts),
+    )
+    .route("/_sandbox/sevdesk/account", web::put().to(put_account))
+    .route(
+        "/_sandbox/sevdesk/requests",
+        web::get().to(sandbox_requests),
     )
     .route("/_sandbox/faults/sevdesk", web::put().to(put_faults));
 }

@@ -45,6 +45,19 @@ pub enum HandlerError {
     /// not booked yet): retried, and dead-lettered if it never appears.
     #[error("waiting for another step: {0}")]
     Waiting(String),
+    /// A sevDesk call's outcome is unknown (it timed out, the connection dropped, or sevDesk
+    /// answered 5xx) and the settle time has not passed: nothing is called again until sevDesk
+    /// has had time to commit what it may have received. Uses up no attempt.
+    #[error("outcome of {call} is unknown; settling for {retry_in:?} before verifying")]
+    Settling {
+        /// The call (`save_invoice`, `book`, `cancel`, …).
+        call: String,
+        /// Until the settle time has passed.
+        retry_in: Duration,
+    },
+    /// The sevDesk account is not set up for booking (the message says what to fix).
+    #[error("sevDesk account not usable: {0}")]
+    Misconfigured(String),
     /// Another delivery is working on the same order right now.
     #[error("another delivery is working on this order")]
     OrderBusy,
@@ -147,9 +160,20 @@ impl HandlerError {
             HandlerError::UnknownTopic(_) => DeadLetter {
                 reason: "unknown_topic",
             },
+            HandlerError::AmountMismatch(
+                crate::domains::orders::mapping::MappingError::TaxRuleUndecidable(_),
+            ) => DeadLetter {
+                reason: "tax_rule_undecidable",
+            },
             HandlerError::AmountMismatch(_) => DeadLetter {
                 reason: "amount_mismatch",
             },
+            HandlerError::Settling { retry_in, .. } => Retry {
+                reason: "outcome_unknown",
+                retry_after: Some(*retry_in),
+                counts_as_attempt: false,
+            },
+            HandlerError::Misconfigured(_) => retry("sevdesk_misconfigured", None),
             HandlerError::Panicked(_) => DeadLetter {
                 reason: "handler_panicked",
             },

@@ -60,6 +60,16 @@ pub struct Settings {
     pub sevdesk_token: Secret,
     /// `HOOKLINE_SEVDESK_TIMEOUT_MS` (10000): per sevDesk request.
     pub sevdesk_timeout: Duration,
+    /// The sevDesk account: `HOOKLINE_SEVDESK_SEV_USER_ID` (the SevUser that issues documents;
+    /// default: the account's only one), `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID` (default check
+    /// account; default: the first offline one), `HOOKLINE_SEVDESK_CHECK_ACCOUNTS`
+    /// (`gateway=id,…`), `HOOKLINE_SEVDESK_SMALL_BUSINESS` and `HOOKLINE_SEVDESK_OSS` (`true` or
+    /// `false`, default `false`; see the orders domain's tax table).
+    pub sevdesk_account: crate::domains::orders::account::AccountSettings,
+    /// `HOOKLINE_SEVDESK_SETTLE_SECS` (60): how long a sevDesk call whose outcome is unknown is
+    /// left alone before hookline searches sevDesk for its result. Must be well above sevDesk's
+    /// slowest answer and `HOOKLINE_SEVDESK_TIMEOUT_MS`.
+    pub sevdesk_settle: Duration,
     /// `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID`: where payments are booked; default: the first check
     /// account sevDesk lists.
     pub sevdesk_check_account: Option<String>,
@@ -169,6 +179,11 @@ impl Settings {
             value: e.to_string(),
             reason: "the retry policy is inconsistent",
         })?;
+        let sevdesk_timeout = Duration::from_millis(env.parse(
+            "HOOKLINE_SEVDESK_TIMEOUT_MS",
+            10_000,
+            "expected milliseconds",
+        )?);
         Ok(Self {
             amqp_url: Secret::new(
                 env.string("HOOKLINE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
@@ -184,12 +199,43 @@ impl Settings {
             sevdesk_token: Secret::new(
                 env.string("HOOKLINE_SEVDESK_TOKEN", "0123456789abcdef0123456789abcdef"),
             ),
-            sevdesk_timeout: Duration::from_millis(env.parse(
-                "HOOKLINE_SEVDESK_TIMEOUT_MS",
-                10_000,
-                "expected milliseconds",
-            )?),
+            sevdesk_timeout,
             sevdesk_check_account: env.get("HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID"),
+            sevdesk_account: crate::domains::orders::account::AccountSettings {
+                sev_user: env.get("HOOKLINE_SEVDESK_SEV_USER_ID"),
+                default_check_account: env.get("HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID"),
+                gateway_accounts: env.choice(
+                    "HOOKLINE_SEVDESK_CHECK_ACCOUNTS",
+                    "",
+                    |v| crate::domains::orders::account::parse_gateway_accounts(v).ok(),
+                    "expected gateway=check-account-id pairs, comma-separated (e.g. paypal=3,shopify_payments=2)",
+                )?,
+                tax: crate::domains::orders::tax::TaxSettings {
+                    small_business: env.choice(
+                        "HOOKLINE_SEVDESK_SMALL_BUSINESS",
+                        "false",
+                        parse_bool,
+                        "expected true or false",
+                    )?,
+                    oss: env.choice("HOOKLINE_SEVDESK_OSS", "false", parse_bool, "expected true or false")?,
+                },
+            },
+            sevdesk_settle: {
+                let settle = Duration::from_secs(env.parse(
+                    "HOOKLINE_SEVDESK_SETTLE_SECS",
+                    60,
+                    "expected seconds",
+                )?);
+                // A settle shorter than a request may take would verify before sevDesk is done.
+                if settle < sevdesk_timeout * 2 {
+                    return Err(ConfigError::Invalid {
+                        name: "HOOKLINE_SEVDESK_SETTLE_SECS",
+                        value: settle.as_secs().to_string(),
+                        reason: "must be at least twice HOOKLINE_SEVDESK_TIMEOUT_MS, so a late commit lands before hookline verifies",
+                    });
+                }
+                settle
+            },
             http_addr: env.string("HOOKLINE_WORKER_HTTP_ADDR", "127.0.0.1:8081"),
             domains,
             bulkheads,
@@ -384,6 +430,15 @@ fn bulkhead_variables(domain: Domain) -> [&'static str; 3] {
             "HOOKLINE_COMPLIANCE_PREFETCH",
             "HOOKLINE_COMPLIANCE_DB_POOL",
         ],
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`).
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Some(true),
+        "false" | "0" | "no" => Some(false),
+        _ => None,
     }
 }
 

@@ -22,6 +22,7 @@ use crate::domains::compliance::ComplianceHandler;
 use crate::domains::inventory::InventoryHandler;
 use crate::domains::orders::OrdersHandler;
 use crate::erp::ErpClient;
+use crate::error::HandlerError;
 use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::outbox::Relay;
@@ -133,14 +134,29 @@ impl Worker {
                         breaker,
                     )
                     .context("cannot build the sevDesk client")?;
-                    handlers.insert(
-                        domain,
-                        Arc::new(OrdersHandler::new(
-                            pool,
-                            sevdesk,
-                            settings.sevdesk_check_account.clone(),
-                        )),
+                    let orders = OrdersHandler::new(
+                        pool,
+                        sevdesk,
+                        settings.sevdesk_account.clone(),
+                        settings.sevdesk_settle,
                     );
+                    // An account hookline cannot book into refuses to start, with what to fix;
+                    // a sevDesk that does not answer now is asked again on the first order.
+                    match orders.account(None).await {
+                        Ok(account) => tracing::info!(
+                            sev_user = %account.sev_user,
+                            check_account = %account.default_check_account,
+                            "sevDesk account checked: sevdesk-Update 2.0"
+                        ),
+                        Err(HandlerError::Misconfigured(why)) => {
+                            anyhow::bail!("the sevDesk account cannot be booked into: {why}")
+                        }
+                        Err(e) => tracing::warn!(
+                            error = %crate::failure::error_chain(&e),
+                            "sevDesk did not answer the account check; it is checked again on the first order"
+                        ),
+                    }
+                    handlers.insert(domain, Arc::new(orders));
                 }
             }
         }

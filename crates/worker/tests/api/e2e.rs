@@ -138,8 +138,7 @@ async fn orders_end_to_end_with_faults_duplicates_and_losses_end_in_one_booked_i
         let id: i64 = invoice
             .customer_internal_note
             .as_deref()
-            .and_then(|m| m.rsplit(':').next())
-            .and_then(|id| id.parse().ok())
+            .and_then(hookline_worker::domains::orders::mapping::order_id_of)
             .unwrap();
         *per_order.entry(id).or_default() += 1;
         if by_order[&id]["total_price"].as_str() != Some(invoice.paid_amount.as_str()) {
@@ -155,7 +154,8 @@ async fn orders_end_to_end_with_faults_duplicates_and_losses_end_in_one_booked_i
             invoices.iter().find(|inv| {
                 inv.customer_internal_note
                     .as_deref()
-                    .is_some_and(|m| m.ends_with(&format!(":{}", o["id"])))
+                    .and_then(hookline_worker::domains::orders::mapping::order_id_of)
+                    .is_some_and(|id| Some(id) == o["id"].as_i64())
             }),
         ) else {
             continue;

@@ -166,6 +166,10 @@ impl World {
             ("HOOKLINE_WORKER_HTTP_ADDR".into(), "127.0.0.1:0".into()),
             ("HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS".into(), "120".into()),
             ("HOOKLINE_SHUTDOWN_TIMEOUT_SECS".into(), "5".into()),
+            // Unknown outcomes settle quickly in tests: requests time out after 1 s, and a
+            // late commit lands within the 2 s settle.
+            ("HOOKLINE_SEVDESK_TIMEOUT_MS".into(), "1000".into()),
+            ("HOOKLINE_SEVDESK_SETTLE_SECS".into(), "2".into()),
         ]);
         for (k, v) in extra {
             env.insert((*k).into(), (*v).into());
@@ -194,6 +198,11 @@ impl World {
                 "HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS".to_string(),
                 "120".to_string(),
             ),
+            (
+                "HOOKLINE_SEVDESK_TIMEOUT_MS".to_string(),
+                "1000".to_string(),
+            ),
+            ("HOOKLINE_SEVDESK_SETTLE_SECS".to_string(), "2".to_string()),
             ("RUST_LOG".to_string(), "warn".to_string()),
         ];
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));

@@ -14,3 +14,4 @@ mod process;
 mod reconcile;
 mod refunds;
 mod retention;
+mod sevdesk;

@@ -70,12 +70,12 @@ async fn a_paid_order_becomes_one_open_invoice_with_the_payment_booked() {
     assert!(invoice.show_net);
     assert_eq!(
         invoice.customer_internal_note.as_deref(),
-        Some("hookline:example.myshopify.com:820982911946154508")
+        Some("Shopify-Bestellung #1001 (ID 820982911946154508)")
     );
     assert!(invoice.header.as_deref().unwrap().contains("#1001"));
     assert_eq!(invoice.positions.len(), 2);
     assert_eq!(invoice.positions[0].quantity, "2");
-    assert_eq!(invoice.positions[0].price, "25.00");
+    assert_eq!(invoice.positions[0].price, "25");
     assert_eq!(invoice.positions[0].tax_rate, "19");
     let contacts = world.erp.sandbox.state.sevdesk.contacts();
     assert_eq!(contacts.len(), 1);

@@ -116,7 +116,7 @@ async fn a_refund_becomes_one_open_credit_note_with_the_money_booked() {
     assert!(!note.show_net, "gross positions");
     assert_eq!(
         note.customer_internal_note.as_deref(),
-        Some("hookline:example.myshopify.com:820982911946154508:refund:929361462")
+        Some("Erstattung 929361462 zu Shopify-Bestellung #1001 (ID 820982911946154508)")
     );
     assert_eq!(note.positions.len(), 1);
     assert_eq!(note.positions[0].price, "29.75");

@@ -25,11 +25,15 @@
 //! invoice) or, before any invoice, marks the order so a late `orders/paid` creates none.
 //! `refunds/create` becomes a credit note with the refunded money booked (see [`refunds`]).
 
+pub mod account;
 pub mod mapping;
 mod refunds;
+pub mod tax;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, FixedOffset, Utc};
 use deadpool_postgres::{Object, Pool};
 use hookline_core::Envelope;
 use rust_decimal::Decimal;
@@ -37,9 +41,10 @@ use tokio::sync::OnceCell;
 
 use crate::domains::{BoxFuture, DomainHandler, Outcome};
 use crate::error::HandlerError;
-use crate::sevdesk::{ContactDraft, SevDeskClient};
+use crate::sevdesk::{Booking, ContactDraft, InvoiceInfo, Parties, SevDeskClient};
 use crate::{idempotency, schema};
-use mapping::Order;
+use account::{Account, AccountSettings};
+use mapping::{Order, Treatment};
 
 /// First key of the two-part advisory lock: "orders".
 const LOCK_CLASS: i32 = 0x6f72_6473;
@@ -98,6 +103,37 @@ struct SyncRow {
     cancel_requested: bool,
     contact_id: Option<String>,
     invoice_id: Option<String>,
+    /// A call whose outcome is not known yet, and since when (see [`Pending`]).
+    pending: Option<Pending>,
+}
+
+/// A call that may have changed sevDesk, recorded before it is made and cleared once its answer
+/// is known. Still set on a later delivery, it means "outcome unknown": the call timed out, its
+/// connection dropped, sevDesk answered 5xx, or the worker died before recording the answer.
+/// sevDesk may still commit such a request later (it has no idempotency keys), so nothing is
+/// called again before the settle time has passed; then sevDesk is asked what happened, and only
+/// then is the call repeated or its result adopted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pending {
+    /// `save_invoice`, `book`, `cancel`, `save_credit_note`, `book_credit_note`.
+    pub call: String,
+    /// When it was recorded.
+    pub since: DateTime<Utc>,
+}
+
+impl Pending {
+    /// `Ok` once `settle` has passed since the call, else the error that waits for the rest.
+    pub(crate) fn settled(&self, settle: Duration) -> Result<(), HandlerError> {
+        let elapsed = (Utc::now() - self.since).to_std().unwrap_or_default();
+        if elapsed >= settle {
+            Ok(())
+        } else {
+            Err(HandlerError::Settling {
+                call: self.call.clone(),
+                retry_in: settle - elapsed,
+            })
+        }
+    }
 }
 
 /// The orders domain's effect.
@@ -106,30 +142,37 @@ pub struct OrdersHandler {
     pool: Pool,
     /// sevDesk, behind its breaker.
     sevdesk: SevDeskClient,
-    /// `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID`, or the first check account, asked once.
-    check_account: Arc<OnceCell<String>>,
-    configured_check_account: Option<String>,
+    /// What the settings say about the sevDesk account.
+    settings: AccountSettings,
+    /// `HOOKLINE_SEVDESK_SETTLE_SECS`: how long a call with an unknown outcome is left alone
+    /// before sevDesk is asked what became of it.
+    settle: Duration,
+    /// The account, resolved once (see [`account`]).
+    account: Arc<OnceCell<Account>>,
 }
 
 impl OrdersHandler {
     /// A handler using `pool` (the orders bulkhead's) and `sevdesk`.
-    pub fn new(pool: Pool, sevdesk: SevDeskClient, check_account: Option<String>) -> Self {
+    pub fn new(
+        pool: Pool,
+        sevdesk: SevDeskClient,
+        settings: AccountSettings,
+        settle: Duration,
+    ) -> Self {
         Self {
             pool,
             sevdesk,
-            check_account: Arc::new(OnceCell::new()),
-            configured_check_account: check_account,
+            settings,
+            settle,
+            account: Arc::new(OnceCell::new()),
         }
     }
 
-    async fn check_account(&self, trace: Option<&str>) -> Result<String, HandlerError> {
-        if let Some(id) = &self.configured_check_account {
-            return Ok(id.clone());
-        }
-        self.check_account
-            .get_or_try_init(|| self.sevdesk.first_check_account(trace))
+    /// The sevDesk account, resolved and checked on first use.
+    pub async fn account(&self, trace: Option<&str>) -> Result<&Account, HandlerError> {
+        self.account
+            .get_or_try_init(|| account::resolve(&self.sevdesk, &self.settings, trace))
             .await
-            .cloned()
     }
 
     async fn handle_order(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
@@ -146,6 +189,10 @@ impl OrdersHandler {
     }
 
     /// Records the event on the order, then runs every step the order is due for.
+    ///
+    /// What the event may do follows the payload, not the topic header (only the body is
+    /// signed): an `orders/paid` books only when its `financial_status` says the order is paid,
+    /// and an `orders/cancelled` cancels only when its `cancelled_at` is set.
     async fn drive(
         &self,
         client: &Object,
@@ -156,6 +203,12 @@ impl OrdersHandler {
         let trace = Some(envelope.traceparent.as_str());
         let shop = envelope.shop_domain.as_str();
         let total = mapping::Dec(order.total_price.0).0;
+        let paid_now = topic == "orders/paid"
+            && matches!(
+                order.financial_status.as_deref(),
+                Some("paid" | "partially_refunded" | "refunded")
+            );
+        let cancel_now = topic == "orders/cancelled" && order.cancelled_at.is_some();
         let row = client
             .query_one(
                 "INSERT INTO order_sync (shop_domain, order_id, order_name, financial_status, total_price, currency, paid, cancel_requested)
@@ -168,7 +221,7 @@ impl OrdersHandler {
                     paid = order_sync.paid OR EXCLUDED.paid,
                     cancel_requested = order_sync.cancel_requested OR EXCLUDED.cancel_requested,
                     updated_at = now()
-                 RETURNING state, paid, cancel_requested, contact_id, invoice_id",
+                 RETURNING state, paid, cancel_requested, contact_id, invoice_id, pending_call, pending_since",
                 &[
                     &shop,
                     &order.id,
@@ -176,20 +229,25 @@ impl OrdersHandler {
                     &order.financial_status,
                     &total,
                     &order.currency,
-                    &(topic == "orders/paid"),
-                    &(topic == "orders/cancelled"),
+                    &paid_now,
+                    &cancel_now,
                 ],
             )
             .await?;
+        let pending_call: Option<String> = row.get(5);
+        let pending_since: Option<DateTime<Utc>> = row.get(6);
         let mut s = SyncRow {
             state: SyncState::parse(row.get::<_, &str>(0)),
             paid: row.get(1),
             cancel_requested: row.get(2),
             contact_id: row.get(3),
             invoice_id: row.get(4),
+            pending: pending_call
+                .zip(pending_since)
+                .map(|(call, since)| Pending { call, since }),
         };
         let mut steps: Vec<&'static str> = vec!["order_recorded"];
-        let marker = mapping::marker(shop, order.id);
+        let marker = mapping::marker(&order.name, order.id);
         loop {
             let next = match (s.state, s.cancel_requested) {
                 (SyncState::Cancelled, _) | (SyncState::PaymentBooked, false) => break,
@@ -198,7 +256,11 @@ impl OrdersHandler {
                     SyncState::Cancelled
                 }
                 (SyncState::InvoiceCreating, true) => {
-                    match self.adopt_invoice(&marker, trace).await? {
+                    // A create may be on its way: wait for it, then cancel what it made.
+                    match self
+                        .verify_invoice(client, shop, order, &s, &marker, trace)
+                        .await?
+                    {
                         Some(id) => {
                             s.invoice_id = Some(id);
                             steps.push("invoice_adopted");
@@ -233,93 +295,181 @@ impl OrdersHandler {
                             order.name
                         )));
                     }
+                    let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
+                        "invoice without contact id".into(),
+                    ))?;
+                    // The cancellation is found by its origin: sevDesk does not copy the
+                    // invoice's reference onto it. Searched first whenever a cancel may have
+                    // happened unrecorded; after an unknown outcome only once settled.
+                    if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "cancel") {
+                        pending.settled(self.settle)?;
+                    }
                     let existing = self
                         .sevdesk
-                        .find_invoices(&marker, trace)
-                        .await?
-                        .into_iter()
-                        .find(|i| i.invoice_type == "SR");
+                        .find_cancellation(&contact, &invoice_id, trace)
+                        .await?;
                     let cancellation = match existing {
-                        Some(sr) => sr.id,
-                        None => self.sevdesk.cancel_invoice(&invoice_id, trace).await?,
+                        Some(sr) => sr,
+                        None => {
+                            begin_call(client, shop, order.id, "cancel").await?;
+                            self.sevdesk.cancel_invoice(&invoice_id, trace).await?
+                        }
                     };
                     client
-                        .execute("UPDATE order_sync SET cancellation_id = $3 WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &cancellation])
+                        .execute("UPDATE order_sync SET cancellation_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &cancellation])
                         .await?;
+                    s.pending = None;
                     steps.push("invoice_cancelled");
                     SyncState::Cancelled
                 }
-                // Only an orders/paid (or its reconciled copy) creates and books invoices.
-                (_, false) if !s.paid || topic != "orders/paid" => break,
+                // Only an orders/paid that shows the order paid (or its reconciled copy) creates
+                // and books invoices.
+                (_, false) if !s.paid || !paid_now => break,
                 (SyncState::Pending, false) => {
                     let contact = contact_for(order);
+                    if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "create_contact")
+                    {
+                        pending.settled(self.settle)?;
+                    }
                     let id = match self
                         .sevdesk
                         .find_contact(&contact.customer_number, trace)
                         .await?
                     {
                         Some(id) => id,
-                        None => self.sevdesk.create_contact(&contact, trace).await?,
+                        None => {
+                            begin_call(client, shop, order.id, "create_contact").await?;
+                            self.sevdesk.create_contact(&contact, trace).await?
+                        }
                     };
-                    client.execute("UPDATE order_sync SET contact_id = $3 WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
+                    client.execute("UPDATE order_sync SET contact_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
+                    s.pending = None;
                     s.contact_id = Some(id);
                     steps.push("contact_ok");
                     SyncState::ContactOk
                 }
                 (SyncState::ContactOk | SyncState::InvoiceCreating, false) => {
-                    let draft = mapping::invoice_for(shop, order)?;
-                    let adopted = if s.state == SyncState::InvoiceCreating {
-                        self.adopt_invoice(&marker, trace).await?
-                    } else {
-                        None
-                    };
-                    let id = match adopted {
+                    let draft = mapping::invoice_for(order, self.settings.tax)?;
+                    let account = self.account(trace).await?;
+                    let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
+                        "contact_ok without contact id".into(),
+                    ))?;
+                    // Search before every create: a lost order_sync row (a restore, a hand
+                    // clean-up) or an unknown outcome must not make a second invoice.
+                    let id = match self
+                        .verify_invoice(client, shop, order, &s, &marker, trace)
+                        .await?
+                    {
                         Some(id) => {
                             steps.push("invoice_adopted");
                             id
                         }
                         None => {
+                            let country = self
+                                .sevdesk
+                                .country_id(&draft.treatment.address_country, trace)
+                                .await?;
+                            let parties = Parties {
+                                contact: &contact,
+                                sev_user: &account.sev_user,
+                                country,
+                            };
                             // Committed before the call: if we never learn its answer, the next
-                            // delivery knows to search first.
+                            // delivery settles and searches first.
+                            record_treatment(
+                                client,
+                                shop,
+                                order.id,
+                                &draft.treatment,
+                                draft.delivery_date,
+                            )
+                            .await?;
                             set_state(client, shop, order.id, SyncState::InvoiceCreating).await?;
-                            let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
-                                "contact_ok without contact id".into(),
-                            ))?;
-                            let created =
-                                self.sevdesk.save_invoice(&contact, &draft, trace).await?;
+                            begin_call(client, shop, order.id, "save_invoice").await?;
+                            let created = self.sevdesk.save_invoice(parties, &draft, trace).await?;
                             steps.push("invoice_created");
                             created.id
                         }
                     };
-                    client.execute("UPDATE order_sync SET invoice_id = $3 WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
+                    record_treatment(
+                        client,
+                        shop,
+                        order.id,
+                        &draft.treatment,
+                        draft.delivery_date,
+                    )
+                    .await?;
+                    client.execute("UPDATE order_sync SET invoice_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
                     s.invoice_id = Some(id);
+                    s.pending = None;
                     SyncState::InvoiceCreated
                 }
                 (SyncState::InvoiceCreated, false) => {
                     let id = s.invoice_id.clone().ok_or(HandlerError::Unsupported(
                         "invoice state without invoice id".into(),
                     ))?;
-                    self.sevdesk.send_by(&id, trace).await?;
-                    steps.push("invoice_sent");
+                    // After an unknown outcome, look before sending again: a `sendBy` that
+                    // keeps timing out must not keep the order from moving on once it landed.
+                    let already_open = match s.pending.as_ref().filter(|p| p.call == "send") {
+                        Some(pending) => {
+                            pending.settled(self.settle)?;
+                            self.sevdesk.get_invoice(&id, trace).await?.status >= 200
+                        }
+                        None => false,
+                    };
+                    if already_open {
+                        steps.push("invoice_found_sent");
+                    } else {
+                        begin_call(client, shop, order.id, "send").await?;
+                        self.sevdesk.send_by(&id, trace).await?;
+                        steps.push("invoice_sent");
+                    }
+                    end_call(client, shop, order.id).await?;
+                    s.pending = None;
                     SyncState::InvoiceSent
                 }
                 (SyncState::InvoiceSent, false) => {
                     let id = s.invoice_id.clone().ok_or(HandlerError::Unsupported(
                         "invoice state without invoice id".into(),
                     ))?;
-                    // Re-read before booking: a booking whose answer was lost must not be repeated.
+                    if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "book") {
+                        pending.settled(self.settle)?;
+                    }
+                    // Re-read before booking: a booking whose answer was lost, or that sevDesk
+                    // committed late, must not be repeated.
                     let invoice = self.sevdesk.get_invoice(&id, trace).await?;
-                    let due = total - invoice.paid_amount;
+                    let paid = invoice.paid_amount.ok_or_else(|| {
+                        HandlerError::NeedsReview(format!(
+                            "sevDesk did not say what is paid on invoice {id}; not booking blind"
+                        ))
+                    })?;
+                    let due = total - paid;
+                    if due < Decimal::ZERO {
+                        return Err(HandlerError::NeedsReview(format!(
+                            "invoice {id} of order {} has {paid} booked, more than its total {total}",
+                            order.name
+                        )));
+                    }
                     if due > Decimal::ZERO {
-                        let account = self.check_account(trace).await?;
+                        let account = self.account(trace).await?;
+                        let check_account = account.account_for(&order.payment_gateway_names)?;
                         let date = order.processed_at.unwrap_or(order.created_at);
-                        self.sevdesk
-                            .book_amount(&id, due, date, &account, trace)
-                            .await?;
+                        begin_call(client, shop, order.id, "book").await?;
+                        let booking = Booking {
+                            resource: "Invoice",
+                            id: &id,
+                            amount: due,
+                            date,
+                            check_account,
+                            settles: true,
+                        };
+                        self.sevdesk.book(booking, trace).await?;
                         steps.push("payment_booked");
                     } else {
                         steps.push("payment_found_booked");
                     }
+                    end_call(client, shop, order.id).await?;
+                    s.pending = None;
                     SyncState::PaymentBooked
                 }
             };
@@ -340,17 +490,42 @@ impl OrdersHandler {
         Ok(Outcome::Applied { steps })
     }
 
-    /// The invoice (not a cancellation) carrying this order's marker, if sevDesk has one.
-    async fn adopt_invoice(
+    /// Whether sevDesk already has this order's invoice: after an unknown outcome only once the
+    /// settle time has passed. The search is paged and checked here (exact reference, this
+    /// contact, a regular invoice); more than one match is for a person to sort out.
+    async fn verify_invoice(
         &self,
+        _client: &Object,
+        _shop: &str,
+        order: &Order,
+        s: &SyncRow,
         marker: &str,
         trace: Option<&str>,
     ) -> Result<Option<String>, HandlerError> {
-        let found = self.sevdesk.find_invoices(marker, trace).await?;
-        Ok(found
+        if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "save_invoice") {
+            pending.settled(self.settle)?;
+        }
+        let found: Vec<InvoiceInfo> = self
+            .sevdesk
+            .find_documents("Invoice", marker, s.contact_id.as_deref(), trace)
+            .await?
             .into_iter()
-            .find(|i| i.invoice_type == "RE")
-            .map(|i| i.id))
+            .filter(|i| i.invoice_type == "RE")
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.id.clone())),
+            several => Err(HandlerError::NeedsReview(format!(
+                "sevDesk has {} invoices for order {} ({}): which one counts is for a person to decide",
+                several.len(),
+                order.name,
+                several
+                    .iter()
+                    .map(|i| i.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     async fn record_only(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
@@ -363,6 +538,59 @@ impl OrdersHandler {
             }
         })
     }
+}
+
+/// Records that `call` is about to be made (committed before the call).
+async fn begin_call(
+    client: &Object,
+    shop: &str,
+    order_id: i64,
+    call: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE order_sync SET pending_call = $3, pending_since = now() WHERE shop_domain = $1 AND order_id = $2",
+            &[&shop, &order_id, &call],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The pending call's answer is known.
+async fn end_call(client: &Object, shop: &str, order_id: i64) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE order_sync SET pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2",
+            &[&shop, &order_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Keeps what the invoice is issued under, for its credit notes.
+async fn record_treatment(
+    client: &Object,
+    shop: &str,
+    order_id: i64,
+    treatment: &Treatment,
+    delivery_date: DateTime<FixedOffset>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE order_sync SET tax_rule = $3, delivery_country = $4, address = $5, address_country = $6, delivery_date = $7
+             WHERE shop_domain = $1 AND order_id = $2",
+            &[
+                &shop,
+                &order_id,
+                &treatment.regime.rule_id(),
+                &treatment.regime.delivery_country(),
+                &treatment.address,
+                &treatment.address_country,
+                &delivery_date,
+            ],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn set_state(
@@ -442,11 +670,23 @@ pub fn contact_for(order: &Order) -> ContactDraft {
         Some(c) => format!("SHOPIFY-{}", c.id),
         None => format!("SHOPIFY-ORDER-{}", order.id),
     };
+    let facts = mapping::tax_facts(order, &[]);
+    let description = [
+        order.email.clone(),
+        billing.map(|b| b.printed().replace('\n', ", ")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|s| !s.is_empty())
+    .collect::<Vec<_>>()
+    .join(" · ");
     ContactDraft {
         customer_number,
         organisation,
         first_name: first,
         last_name: last,
+        vat_number: facts.vat_id,
+        description: (!description.is_empty()).then_some(description),
     }
 }
 
