@@ -39,8 +39,8 @@ if cargo build -q -p hookline-chaos -p hookline-ingestor -p hookline-worker; the
   # A row with 0 lost and 0 duplicated that settled passes.
   chaos_passed=$(awk -F'|' 'NF > 10 && $2 !~ /scenario|---/ && $8+0 == 0 && $9+0 == 0 && $11 !~ /never/' "$chaos_log" | wc -l)
   chaos_rows=$(awk -F'|' 'NF > 10 && $2 !~ /scenario|---/' "$chaos_log" | wc -l)
-  chaos_failed=$((10 - chaos_passed))
-  [ "$chaos_rows" -eq 10 ] || status=1
+  chaos_failed=$((11 - chaos_passed))
+  [ "$chaos_rows" -eq 11 ] || status=1
 else
   chaos_failed=1
   status=1

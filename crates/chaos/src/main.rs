@@ -25,7 +25,7 @@ struct Cli {
     #[arg(long)]
     short: bool,
     /// Only these scenarios (repeatable): none, worker-kill-9, ingestor-kill-9, redis-flushall,
-    /// redis-stopped, postgres-terminate, downstream-faults, flood-past-max-length,
+    /// redis-stopped, postgres-terminate, downstream-faults, sevdesk-late-commit, flood-past-max-length,
     /// rabbitmq-restart, postgres-restart.
     #[arg(long = "only")]
     only: Vec<String>,

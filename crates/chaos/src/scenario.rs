@@ -34,11 +34,15 @@ pub enum Fault {
     DownstreamFaults,
     /// The worker paused while webhooks keep coming, into a queue limited to 100 messages.
     Flood,
+    /// sevDesk commits 30 % of writes only after the client gave up, lags its searches behind
+    /// creates and ignores their filters: every call whose outcome is unknown must be settled
+    /// and verified, never repeated blind.
+    SevdeskLateCommit,
 }
 
 impl Fault {
     /// Every scenario, in the order they run (the ones that touch shared services last).
-    pub const ALL: [Fault; 10] = [
+    pub const ALL: [Fault; 11] = [
         Fault::None,
         Fault::KillWorker,
         Fault::KillIngestor,
@@ -46,6 +50,7 @@ impl Fault {
         Fault::StopRedis,
         Fault::TerminatePostgresConnections,
         Fault::DownstreamFaults,
+        Fault::SevdeskLateCommit,
         Fault::Flood,
         Fault::RestartBroker,
         Fault::RestartPostgres,
@@ -64,6 +69,7 @@ impl Fault {
             Fault::RestartPostgres => "postgres-restart",
             Fault::DownstreamFaults => "downstream-faults",
             Fault::Flood => "flood-past-max-length",
+            Fault::SevdeskLateCommit => "sevdesk-late-commit",
         }
     }
 
@@ -284,6 +290,20 @@ async fn inject(fault: Fault, stack: &mut Stack, outage: Duration) -> anyhow::Re
             tokio::time::sleep(outage * 2).await;
             state.sevdesk.set_faults(Faults::default());
             state.set_erp_faults(Faults::default());
+        }
+        Fault::SevdeskLateCommit => {
+            // The client gives up after 1 s; late writes land 1.2 s after they arrived and are
+            // visible to searches 0.5 s later, within the harness's 3 s settle.
+            let sevdesk = &stack.sandbox.state.sevdesk;
+            sevdesk.set_faults(Faults {
+                commit_late_rate: 0.3,
+                commit_late_ms: 1_200,
+                search_lag_ms: 500,
+                search_ignores_filter: true,
+                ..Faults::default()
+            });
+            tokio::time::sleep(outage * 2).await;
+            sevdesk.set_faults(Faults::default());
         }
         Fault::Flood => {
             stack.worker.signal("STOP")?;

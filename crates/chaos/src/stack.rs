@@ -226,7 +226,7 @@ impl Stack {
                 ("HOOKLINE_RETRY_MAX_DELAY_MS", "2000".to_owned()),
                 ("HOOKLINE_BREAKER_OPEN_MS", "500".to_owned()),
                 ("HOOKLINE_SEVDESK_TIMEOUT_MS", "1000".to_owned()),
-                ("HOOKLINE_SEVDESK_SETTLE_SECS", "2".to_owned()),
+                ("HOOKLINE_SEVDESK_SETTLE_SECS", "3".to_owned()),
                 ("HOOKLINE_ERP_TIMEOUT_MS", "1000".to_owned()),
                 ("HOOKLINE_OUTBOX_POLL_MS", "200".to_owned()),
                 ("HOOKLINE_SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
