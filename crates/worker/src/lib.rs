@@ -20,6 +20,7 @@
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
 pub mod consume;
+pub mod doctor;
 pub mod domains;
 pub mod downstream;
 pub mod erp;

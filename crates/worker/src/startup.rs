@@ -33,6 +33,18 @@ use crate::settings::Settings;
 use crate::sevdesk::SevDeskClient;
 
 /// Builds a PostgreSQL pool of `size` connections.
+/// The sevDesk client the settings describe, behind a breaker of its own.
+pub fn sevdesk_client(settings: &Settings) -> anyhow::Result<SevDeskClient> {
+    let breaker = CircuitBreaker::new("sevdesk", settings.breaker.clone(), Arc::new(SystemClock));
+    SevDeskClient::new(
+        &settings.sevdesk_url,
+        settings.sevdesk_token.expose(),
+        settings.sevdesk_timeout,
+        breaker,
+    )
+    .context("cannot build the sevDesk client")
+}
+
 pub fn pool(database_url: &str, size: usize) -> anyhow::Result<Pool> {
     let config =
         tokio_postgres::Config::from_str(database_url).context("invalid HOOKLINE_DATABASE_URL")?;
