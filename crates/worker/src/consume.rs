@@ -51,6 +51,10 @@ pub struct Bulkhead {
     pub handler_timeout: Duration,
     /// How long in-flight work may take after shutdown was asked for.
     pub drain_timeout: Duration,
+    /// How long a delivery may keep waiting for other deliveries of its order or key
+    /// ([`HandlerError::waits_for_another_delivery`]) before it is dead-lettered as
+    /// `busy_too_long`. Longer than a few handler timeouts: a holder that is alive ends by then.
+    pub busy_limit: Duration,
 }
 
 /// The channel a bulkhead uses to republish (retries, dead letters), in confirm mode.
@@ -308,8 +312,27 @@ impl Bulkhead {
             steps,
             routing_key,
             first_failure: state.first_failure.clone(),
+            waiting_since: None,
         };
-        let (exchange, target, reason) = match error.disposition() {
+        let mut waited_too_long = false;
+        if error.waits_for_another_delivery() {
+            let now = Utc::now();
+            let since = state
+                .waiting_since
+                .as_deref()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map_or(now, |t| t.with_timezone(&Utc));
+            waited_too_long = (now - since).to_std().unwrap_or_default() > self.busy_limit;
+            note.waiting_since = Some(since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        let disposition = if waited_too_long {
+            Disposition::DeadLetter {
+                reason: "busy_too_long",
+            }
+        } else {
+            error.disposition()
+        };
+        let (exchange, target, reason) = match disposition {
             Disposition::Retry {
                 reason,
                 retry_after,

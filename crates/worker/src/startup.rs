@@ -257,8 +257,9 @@ impl Worker {
                 sizes: self.settings.bulkhead(domain),
                 claims: self.claims.clone(),
                 retry: self.settings.retry.clone(),
-                handler_timeout: self.settings.claim_ttl / 2,
+                handler_timeout: self.settings.handler_timeout(),
                 drain_timeout: self.settings.shutdown_timeout,
+                busy_limit: self.settings.busy_limit(),
             })
             .collect();
         consume_until(&self.settings, bulkheads, &self.health, &shutdown).await;

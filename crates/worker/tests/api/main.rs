@@ -8,6 +8,7 @@ mod e2e;
 mod failures;
 mod helpers;
 mod inventory;
+mod order_lock;
 mod orders;
 mod outbox;
 mod process;

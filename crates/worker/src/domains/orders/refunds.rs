@@ -33,9 +33,10 @@ use hookline_core::Envelope;
 use rust_decimal::Decimal;
 
 use super::mapping::{self, Refund};
-use super::{OrdersHandler, SyncState, lock_key, lock_order, unlock_order};
+use super::{OrdersHandler, SyncState};
 use crate::domains::Outcome;
 use crate::error::HandlerError;
+use crate::order_lock::OrderLock;
 use crate::{idempotency, schema};
 
 /// Where a refund's synchronisation stands.
@@ -108,10 +109,9 @@ impl OrdersHandler {
         if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        let key = lock_key(&envelope.shop_domain, refund.order_id);
-        lock_order(&client, &key).await?;
-        let result = self.drive_refund(&client, envelope, &refund).await;
-        unlock_order(client, &key).await;
+        let lock = OrderLock::acquire(client, &envelope.shop_domain, refund.order_id).await?;
+        let result = self.drive_refund(&lock, envelope, &refund).await;
+        lock.release().await;
         result
     }
 
