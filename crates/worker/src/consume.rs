@@ -224,7 +224,7 @@ impl Bulkhead {
         }
         async {
             let mut steps = vec!["received"];
-            match self.claims.claim(&envelope).await {
+            let held = match self.claims.claim(&envelope).await {
                 Claim::Done => {
                     self.count("duplicate");
                     self.ack(&delivery).await;
@@ -233,9 +233,15 @@ impl Bulkhead {
                 Claim::Busy { retry_in } => {
                     return self.fail(publisher, &delivery, Some(&envelope), &HandlerError::KeyBusy { retry_in }, &steps).await;
                 }
-                Claim::Claimed => steps.push("claimed"),
-                Claim::Unavailable => steps.push("claim_skipped_redis_unavailable"),
-            }
+                Claim::Claimed(token) => {
+                    steps.push("claimed");
+                    Some(token)
+                }
+                Claim::Unavailable => {
+                    steps.push("claim_skipped_redis_unavailable");
+                    None
+                }
+            };
             // A panicking handler must not leave its delivery unacked (holding a prefetch slot
             // until the channel closes): it is caught and dead-lettered like a permanent error.
             let handled = std::panic::AssertUnwindSafe(self.handler.handle(&envelope)).catch_unwind();
@@ -247,7 +253,7 @@ impl Bulkhead {
             metrics::histogram!("hookline_worker_handler_seconds", "domain" => self.domain.name()).record(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcome) => {
-                    self.claims.mark_done(&envelope).await;
+                    self.claims.mark_done(&envelope, held.as_ref()).await;
                     self.ack(&delivery).await;
                     match &outcome {
                         Outcome::Applied { steps } => {
@@ -267,7 +273,9 @@ impl Bulkhead {
                     }
                 }
                 Err(error) => {
-                    self.claims.release(&envelope).await;
+                    if let Some(token) = &held {
+                        self.claims.release(&envelope, token).await;
+                    }
                     steps.push("handler_failed");
                     self.fail(publisher, &delivery, Some(&envelope), &error, &steps).await;
                 }

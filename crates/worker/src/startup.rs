@@ -247,6 +247,10 @@ impl Worker {
             ))
         });
 
+        // Alive until every bulkhead has drained: other workers take over the claims of a
+        // worker that is not, so the heartbeat outlives the last in-flight delivery.
+        let alive = CancellationToken::new();
+        let heartbeat = tokio::spawn(self.claims.clone().keep_alive(alive.clone()));
         let bulkheads: Vec<Bulkhead> = self
             .settings
             .domains
@@ -263,6 +267,8 @@ impl Worker {
             })
             .collect();
         consume_until(&self.settings, bulkheads, &self.health, &shutdown).await;
+        alive.cancel();
+        let _ = heartbeat.await;
 
         if let Some(task) = relay_task {
             let _ = task.await;

@@ -2,6 +2,7 @@
 //! server plays the ERP. Each test has its own vhost, database and Redis prefix.
 
 mod bulkhead;
+mod claims;
 mod compliance;
 mod dlq;
 mod e2e;
