@@ -39,7 +39,8 @@ pub struct OutboxSettings {
     /// `HOOKLINE_OUTBOX_MAX_ATTEMPTS` (10): sends before a row is marked `failed`.
     pub max_attempts: u32,
     /// `HOOKLINE_OUTBOX_LEASE_SECS` (30): how long a claimed row is reserved for one relay; a
-    /// relay that dies mid-send loses its claim after this.
+    /// relay that dies mid-send loses its claim after this. A live relay extends it every third
+    /// of it while its requests run, so it need not cover a whole round.
     pub lease: Duration,
     /// `HOOKLINE_ERP_TIMEOUT_MS` (5000): per request to the ERP.
     pub request_timeout: Duration,
