@@ -232,7 +232,8 @@ impl Stack {
                 ("HOOKLINE_SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
                 // After a kill -9, the dead worker's claims and outbox leases must run out
                 // before others take over: recovery is bounded by these two.
-                ("HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS", "10".to_owned()),
+                // Half of it is the handler timeout, which must fit 8 sevDesk calls of 1 s.
+                ("HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS", "20".to_owned()),
                 ("HOOKLINE_OUTBOX_LEASE_SECS", "10".to_owned()),
             ]
             .into_iter()

@@ -71,6 +71,9 @@ pub mod amqp_header {
     pub const DOMAIN: &str = "x-hookline-domain";
     /// How often it waited for another delivery's idempotency claim.
     pub const BUSY_RETRIES: &str = "x-hookline-busy-retries";
+    /// Since when (RFC 3339) it has been waiting for another delivery of the same order or key,
+    /// without getting its turn in between; gone once it got its turn.
+    pub const WAITING_SINCE: &str = "x-hookline-waiting-since";
 }
 
 /// Where an envelope came from.

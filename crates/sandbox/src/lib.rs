@@ -80,6 +80,11 @@ pub struct ErpRequest {
     pub body: serde_json::Value,
     /// The status answered.
     pub answered: u16,
+    /// Requests for the same `aggregate_id` that were still being answered when this one
+    /// arrived: more than 0 means one item's changes were sent concurrently, so the ERP could
+    /// apply them out of order.
+    #[serde(default)]
+    pub overlapping: usize,
 }
 
 #[derive(Default)]
@@ -87,6 +92,25 @@ struct ErpState {
     faults: Faults,
     requests: Vec<ErpRequest>,
     arrived: usize,
+    /// Requests being answered, per `aggregate_id`.
+    in_flight: std::collections::HashMap<String, usize>,
+}
+
+/// One request of an aggregate being answered; counted down however the handler ends (answered,
+/// or dropped with its connection).
+struct InFlight {
+    state: web::Data<State>,
+    aggregate: Option<String>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(aggregate) = &self.aggregate {
+            if let Some(n) = self.state.erp().in_flight.get_mut(aggregate) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// Shared state of a running sandbox. A std `Mutex`: held for a push or a clone, never across
@@ -163,10 +187,20 @@ async fn erp_stock_levels(
     body: web::Json<serde_json::Value>,
     state: web::Data<State>,
 ) -> HttpResponse {
-    let faults = {
+    let aggregate = body["aggregate_id"].as_str().map(str::to_owned);
+    let (faults, overlapping) = {
         let mut erp = state.erp();
         erp.arrived += 1;
-        erp.faults.clone()
+        let overlapping = aggregate.as_ref().map_or(0, |a| {
+            let n = erp.in_flight.entry(a.clone()).or_insert(0);
+            *n += 1;
+            *n - 1
+        });
+        (erp.faults.clone(), overlapping)
+    };
+    let _in_flight = InFlight {
+        state: state.clone(),
+        aggregate,
     };
     if faults.hang {
         tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -191,6 +225,7 @@ async fn erp_stock_levels(
         traceparent: header("traceparent"),
         body: body.into_inner(),
         answered: status,
+        overlapping,
     });
     let mut response = HttpResponse::build(
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),

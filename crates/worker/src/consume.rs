@@ -51,6 +51,10 @@ pub struct Bulkhead {
     pub handler_timeout: Duration,
     /// How long in-flight work may take after shutdown was asked for.
     pub drain_timeout: Duration,
+    /// How long a delivery may keep waiting for other deliveries of its order or key
+    /// ([`HandlerError::waits_for_another_delivery`]) before it is dead-lettered as
+    /// `busy_too_long`. Longer than a few handler timeouts: a holder that is alive ends by then.
+    pub busy_limit: Duration,
 }
 
 /// The channel a bulkhead uses to republish (retries, dead letters), in confirm mode.
@@ -220,7 +224,7 @@ impl Bulkhead {
         }
         async {
             let mut steps = vec!["received"];
-            match self.claims.claim(&envelope).await {
+            let held = match self.claims.claim(&envelope).await {
                 Claim::Done => {
                     self.count("duplicate");
                     self.ack(&delivery).await;
@@ -229,9 +233,15 @@ impl Bulkhead {
                 Claim::Busy { retry_in } => {
                     return self.fail(publisher, &delivery, Some(&envelope), &HandlerError::KeyBusy { retry_in }, &steps).await;
                 }
-                Claim::Claimed => steps.push("claimed"),
-                Claim::Unavailable => steps.push("claim_skipped_redis_unavailable"),
-            }
+                Claim::Claimed(token) => {
+                    steps.push("claimed");
+                    Some(token)
+                }
+                Claim::Unavailable => {
+                    steps.push("claim_skipped_redis_unavailable");
+                    None
+                }
+            };
             // A panicking handler must not leave its delivery unacked (holding a prefetch slot
             // until the channel closes): it is caught and dead-lettered like a permanent error.
             let handled = std::panic::AssertUnwindSafe(self.handler.handle(&envelope)).catch_unwind();
@@ -243,7 +253,7 @@ impl Bulkhead {
             metrics::histogram!("hookline_worker_handler_seconds", "domain" => self.domain.name()).record(started.elapsed().as_secs_f64());
             match result {
                 Ok(outcome) => {
-                    self.claims.mark_done(&envelope).await;
+                    self.claims.mark_done(&envelope, held.as_ref()).await;
                     self.ack(&delivery).await;
                     match &outcome {
                         Outcome::Applied { steps } => {
@@ -263,7 +273,9 @@ impl Bulkhead {
                     }
                 }
                 Err(error) => {
-                    self.claims.release(&envelope).await;
+                    if let Some(token) = &held {
+                        self.claims.release(&envelope, token).await;
+                    }
                     steps.push("handler_failed");
                     self.fail(publisher, &delivery, Some(&envelope), &error, &steps).await;
                 }
@@ -308,8 +320,27 @@ impl Bulkhead {
             steps,
             routing_key,
             first_failure: state.first_failure.clone(),
+            waiting_since: None,
         };
-        let (exchange, target, reason) = match error.disposition() {
+        let mut waited_too_long = false;
+        if error.waits_for_another_delivery() {
+            let now = Utc::now();
+            let since = state
+                .waiting_since
+                .as_deref()
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map_or(now, |t| t.with_timezone(&Utc));
+            waited_too_long = (now - since).to_std().unwrap_or_default() > self.busy_limit;
+            note.waiting_since = Some(since.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+        let disposition = if waited_too_long {
+            Disposition::DeadLetter {
+                reason: "busy_too_long",
+            }
+        } else {
+            error.disposition()
+        };
+        let (exchange, target, reason) = match disposition {
             Disposition::Retry {
                 reason,
                 retry_after,

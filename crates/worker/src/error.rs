@@ -226,6 +226,18 @@ impl HandlerError {
     }
 }
 
+impl HandlerError {
+    /// Whether the delivery could not have its turn because another delivery of the same order
+    /// (`order_busy`) or idempotency key (`key_busy`) was being handled. A live holder ends within
+    /// one handler timeout, so such waits are bounded (see `Bulkhead::busy_limit`): a delivery
+    /// that keeps waiting is behind something that does not end, and is dead-lettered
+    /// (`busy_too_long`) instead of circling through wait queues unseen. Breaker waits are not
+    /// this: they end when the downstream recovers.
+    pub fn waits_for_another_delivery(&self) -> bool {
+        matches!(self, HandlerError::OrderBusy | HandlerError::KeyBusy { .. })
+    }
+}
+
 /// Connection-level failures (no SQLSTATE: the socket broke), and the SQLSTATE classes that mean
 /// "try again": serialisation failure and deadlock (40xxx), lock not available (55P03),
 /// connection exceptions (08xxx), operator intervention such as a restart (57xxx), insufficient
@@ -312,6 +324,8 @@ mod tests {
                 ..
             }
         ));
+        assert!(HandlerError::OrderBusy.waits_for_another_delivery());
+        assert!(!HandlerError::Timeout(Duration::from_secs(1)).waits_for_another_delivery());
         assert!(matches!(
             HandlerError::OrderBusy.disposition(),
             Disposition::Retry {

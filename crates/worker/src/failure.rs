@@ -24,6 +24,8 @@ pub struct FailureState {
     pub first_failure: Option<String>,
     /// Original routing key, if a previous failure recorded it.
     pub routing_key: Option<String>,
+    /// Since when it has been waiting for other deliveries of its order or key, RFC 3339.
+    pub waiting_since: Option<String>,
 }
 
 fn get<'a>(properties: &'a BasicProperties, name: &str) -> Option<&'a AMQPValue> {
@@ -58,6 +60,7 @@ impl FailureState {
             busy_retries: as_u32(get(properties, h::BUSY_RETRIES)),
             first_failure: as_string(get(properties, h::FIRST_FAILURE)),
             routing_key: as_string(get(properties, h::ROUTING_KEY)),
+            waiting_since: as_string(get(properties, h::WAITING_SINCE)),
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct FailureNote<'a> {
     pub routing_key: String,
     /// First failure (kept from earlier headers), RFC 3339.
     pub first_failure: Option<String>,
+    /// Since when it has been waiting for other deliveries (RFC 3339); `None` removes the header:
+    /// this failure was not such a wait.
+    pub waiting_since: Option<String>,
 }
 
 /// Copies `properties` and writes the note's headers over the failure headers; every other
@@ -112,6 +118,14 @@ pub fn annotate(properties: &BasicProperties, note: &FailureNote<'_>) -> BasicPr
     put(h::STEPS, text(&note.steps.join(",")));
     put(h::ROUTING_KEY, text(&note.routing_key));
     put(h::DOMAIN, text(note.domain.name()));
+    if let Some(since) = &note.waiting_since {
+        put(h::WAITING_SINCE, text(since));
+    } else if headers.contains_key(h::WAITING_SINCE) {
+        // It got its turn since it last waited: the clock starts again at its next wait.
+        let mut map = headers.inner().clone();
+        map.retain(|name, _| name.as_str() != h::WAITING_SINCE);
+        headers = FieldTable::from(map);
+    }
     properties.clone().with_headers(headers)
 }
 
@@ -162,6 +176,7 @@ mod tests {
             steps: &["received", "claimed"],
             routing_key: "inventory_levels.update".into(),
             first_failure: Some("2026-11-23T10:00:00.000Z".into()),
+            waiting_since: Some("2026-11-23T10:00:01.000Z".into()),
         };
         let annotated = annotate(&props, &note);
         let state = FailureState::read(&annotated);
@@ -175,6 +190,18 @@ mod tests {
             state.routing_key.as_deref(),
             Some("inventory_levels.update")
         );
+        assert_eq!(
+            state.waiting_since.as_deref(),
+            Some("2026-11-23T10:00:01.000Z")
+        );
+        let done_waiting = annotate(
+            &annotated,
+            &FailureNote {
+                waiting_since: None,
+                ..note.clone()
+            },
+        );
+        assert_eq!(FailureState::read(&done_waiting).waiting_since, None);
         let headers = annotated.headers().as_ref().unwrap().inner();
         assert!(headers.contains_key("x-idempotency-key"));
         assert_eq!(

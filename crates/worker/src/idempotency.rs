@@ -1,15 +1,22 @@
 //! Idempotency: Redis is the fast path, PostgreSQL the truth.
 //!
-//! Before handling an envelope the worker claims its key in Redis with one atomic command
-//! (`SET key processing:<event_id> NX GET EX <claim ttl>`): no GET-then-SET window. The answer
-//! decides what happens:
+//! Before handling an envelope the worker claims its key in Redis with one atomic script: no
+//! GET-then-SET window. The claim's value names its owner, `processing:<worker>:<delivery>`: the
+//! worker process and a token of this one delivery. Copies of one event (a republish whose
+//! confirm or ack was lost, a replay, a reconciled copy) carry the same key and event id, so
+//! only the token tells them apart. What the script finds decides what happens:
 //!
-//! - claimed → handle it; afterwards `done` with a long TTL (or the claim is released on failure);
+//! - nothing → claimed: handle it; afterwards `done` with a long TTL (or the claim is released on
+//!   failure). Both only ever change the caller's own claim (compare-and-set in a script): a
+//!   delivery whose claim ran out and was claimed by another delivery leaves that one alone;
 //! - `done` → a duplicate: ack without touching anything;
-//! - `processing:<other event>` → someone is on it (or crashed on it): retry later, never in
-//!   parallel. A stale claim expires with its TTL;
-//! - `processing:<this event>` → a redelivery of this very message after the consumer that held
-//!   it went away: take the claim over at once instead of waiting for the TTL.
+//! - another delivery's claim, its worker alive → someone is on it: retry later, never in
+//!   parallel, whether it is another process's delivery or a copy in this process;
+//! - another delivery's claim, its worker gone → a crashed worker's claim: taken over at once
+//!   instead of waiting for the TTL. Each worker keeps `<prefix>:worker:<worker>` alive (a few
+//!   seconds' TTL, renewed by [`Claims::keep_alive`] and by every claim it makes) until its
+//!   in-flight deliveries are done;
+//! - a value of another form (an older release's) → waited out until its TTL ends.
 //!
 //! Redis keeps nothing on disk and may be flushed or down. That is why every effect's own
 //! transaction also inserts the key into `processed_events` ([`record_in_transaction`]): a
@@ -22,12 +29,13 @@ use std::time::Duration;
 
 use hookline_core::Envelope;
 use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
 
 /// What a claim attempt found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This worker now holds the key.
-    Claimed,
+    /// This delivery now holds the key; end it with this token.
+    Claimed(ClaimToken),
     /// The key was processed already.
     Done,
     /// Another delivery holds the key; retry after about this long.
@@ -39,19 +47,61 @@ pub enum Claim {
     Unavailable,
 }
 
+/// One delivery's claim: the value it wrote, which only it can release or complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimToken(String);
+
+/// How long a worker counts as alive after its last heartbeat. Short, so a crashed worker's
+/// claims are taken over within seconds; renewed every third of it.
+const LIVENESS_TTL: Duration = Duration::from_secs(10);
+
 /// Redis claims for one worker process.
 #[derive(Clone)]
 pub struct Claims {
     redis: ConnectionManager,
     prefix: String,
+    /// This process, as named in its claims (no `:`).
+    worker: String,
     claim_ttl: Duration,
     done_ttl: Duration,
     /// Whether Redis answered last time, to log transitions once rather than per message.
     available: std::sync::Arc<AtomicBool>,
 }
 
+/// Claims `KEYS[1]` for `ARGV[1]` (PX `ARGV[2]`) unless it is done or held by a live worker;
+/// renews our own liveness `KEYS[2]` (PX `ARGV[3]`) first. A holder's liveness key is
+/// `ARGV[4] .. <worker>` (built here, so this needs a non-cluster Redis, as the rest does).
+const CLAIM: &str = r"
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {'claimed', 0}
+end
+if current == 'done' then
+  return {'done', 0}
+end
+local holder = string.match(current, '^processing:([%w]+):[%w]+$')
+if holder and redis.call('EXISTS', ARGV[4] .. holder) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {'taken_over', 0}
+end
+return {'busy', redis.call('PTTL', KEYS[1])}
+";
+
 /// Compare-and-delete: release our claim only if it is still ours.
 const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+/// Compare-and-set: `done` over our own claim, or where no claim is left (ours ran out, or Redis
+/// was down when we claimed: `ARGV[1]` is then empty); never over another delivery's claim.
+const COMPLETE: &str = r"
+local current = redis.call('GET', KEYS[1])
+if not current or current == ARGV[1] then
+  redis.call('SET', KEYS[1], 'done', 'EX', ARGV[2])
+  return 1
+end
+return 0
+";
 
 impl Claims {
     /// Connects lazily: a Redis that is down at start-up is not an error, only a slower path.
@@ -72,6 +122,7 @@ impl Claims {
         Ok(Self {
             redis,
             prefix: prefix.to_owned(),
+            worker: uuid::Uuid::new_v4().simple().to_string(),
             claim_ttl,
             done_ttl,
             available: std::sync::Arc::new(AtomicBool::new(true)),
@@ -83,8 +134,8 @@ impl Claims {
         format!("{}:idem:{idempotency_key}", self.prefix)
     }
 
-    fn claim_value(envelope: &Envelope) -> String {
-        format!("processing:{}", envelope.event_id)
+    fn liveness_prefix(&self) -> String {
+        format!("{}:worker:", self.prefix)
     }
 
     fn observe<T>(&self, result: redis::RedisResult<T>) -> Option<T> {
@@ -107,78 +158,99 @@ impl Claims {
         }
     }
 
-    /// Claims the envelope's key.
+    /// Claims the envelope's key for one delivery of it.
     pub async fn claim(&self, envelope: &Envelope) -> Claim {
         let key = self.redis_key(envelope.idempotency_key.as_str());
-        let mine = Self::claim_value(envelope);
+        let liveness = self.liveness_prefix();
+        let mine = format!(
+            "processing:{}:{}",
+            self.worker,
+            uuid::Uuid::new_v4().simple()
+        );
         let mut redis = self.redis.clone();
-        let previous: redis::RedisResult<Option<String>> = redis::cmd("SET")
-            .arg(&key)
+        let answer: redis::RedisResult<(String, i64)> = redis::Script::new(CLAIM)
+            .key(&key)
+            .key(format!("{liveness}{}", self.worker))
             .arg(&mine)
-            .arg("NX")
-            .arg("GET")
-            .arg("EX")
-            .arg(self.claim_ttl.as_secs())
-            .query_async(&mut redis)
+            .arg(millis(self.claim_ttl))
+            .arg(millis(LIVENESS_TTL))
+            .arg(&liveness)
+            .invoke_async(&mut redis)
             .await;
-        match self.observe(previous) {
+        match self.observe(answer) {
             None => Claim::Unavailable,
-            Some(None) => Claim::Claimed,
-            Some(Some(value)) if value == "done" => Claim::Done,
-            Some(Some(value)) if value == mine => {
-                // Our own message again: whoever held it is gone (RabbitMQ redelivers only after
-                // the consumer's channel closed). Renew the claim and carry on.
-                let renewed: redis::RedisResult<()> = redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&mine)
-                    .arg("XX")
-                    .arg("EX")
-                    .arg(self.claim_ttl.as_secs())
-                    .query_async(&mut redis)
-                    .await;
-                match self.observe(renewed) {
-                    Some(()) => Claim::Claimed,
-                    None => Claim::Unavailable,
-                }
+            Some((found, _)) if found == "claimed" => Claim::Claimed(ClaimToken(mine)),
+            Some((found, _)) if found == "taken_over" => {
+                tracing::info!("took over the claim of a worker that is gone");
+                metrics::counter!("hookline_worker_claims_taken_over_total").increment(1);
+                Claim::Claimed(ClaimToken(mine))
             }
-            Some(Some(_)) => {
-                let ttl: redis::RedisResult<i64> =
-                    redis::cmd("PTTL").arg(&key).query_async(&mut redis).await;
-                let retry_in = self
-                    .observe(ttl)
-                    .and_then(|ms| u64::try_from(ms).ok())
-                    .map(Duration::from_millis);
-                Claim::Busy { retry_in }
-            }
+            Some((found, _)) if found == "done" => Claim::Done,
+            Some((_, pttl)) => Claim::Busy {
+                retry_in: u64::try_from(pttl).ok().map(Duration::from_millis),
+            },
         }
     }
 
-    /// Marks the key done (after the effect committed, or was found committed). Best effort: if
-    /// Redis misses it, the PostgreSQL guard still stops the next duplicate.
-    pub async fn mark_done(&self, envelope: &Envelope) {
+    /// Marks the key done (after the effect committed, or was found committed), unless another
+    /// delivery holds it by now (it will find the effect recorded). `held` is our claim, `None`
+    /// when Redis was unavailable at claim time. Best effort: if Redis misses it, the PostgreSQL
+    /// guard still stops the next duplicate.
+    pub async fn mark_done(&self, envelope: &Envelope, held: Option<&ClaimToken>) {
         let key = self.redis_key(envelope.idempotency_key.as_str());
         let mut redis = self.redis.clone();
-        let result: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(&key)
-            .arg("done")
-            .arg("EX")
-            .arg(self.done_ttl.as_secs())
-            .query_async(&mut redis)
-            .await;
-        self.observe(result);
-    }
-
-    /// Releases our claim after a failure, so the retry (or another worker) can claim it.
-    pub async fn release(&self, envelope: &Envelope) {
-        let key = self.redis_key(envelope.idempotency_key.as_str());
-        let mut redis = self.redis.clone();
-        let result: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+        let result: redis::RedisResult<i64> = redis::Script::new(COMPLETE)
             .key(&key)
-            .arg(Self::claim_value(envelope))
+            .arg(held.map_or("", |t| t.0.as_str()))
+            .arg(self.done_ttl.as_secs())
             .invoke_async(&mut redis)
             .await;
         self.observe(result);
     }
+
+    /// Releases our claim after a failure, so the retry (or another worker) can claim it; a
+    /// claim that is no longer ours is left alone.
+    pub async fn release(&self, envelope: &Envelope, held: &ClaimToken) {
+        let key = self.redis_key(envelope.idempotency_key.as_str());
+        let mut redis = self.redis.clone();
+        let result: redis::RedisResult<i64> = redis::Script::new(RELEASE)
+            .key(&key)
+            .arg(&held.0)
+            .invoke_async(&mut redis)
+            .await;
+        self.observe(result);
+    }
+
+    /// Keeps this worker alive in Redis until `stop`, so other workers leave its claims alone.
+    /// Stop it only after the last delivery ended: a claim of a worker that is not alive is
+    /// taken over.
+    pub async fn keep_alive(self, stop: CancellationToken) {
+        let key = format!("{}{}", self.liveness_prefix(), self.worker);
+        loop {
+            let mut redis = self.redis.clone();
+            let result: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(&key)
+                .arg("1")
+                .arg("PX")
+                .arg(millis(LIVENESS_TTL))
+                .query_async(&mut redis)
+                .await;
+            self.observe(result);
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tokio::time::sleep(LIVENESS_TTL / 3) => {}
+            }
+        }
+        // Gone: a claim left behind (a delivery past the drain timeout) is free at once.
+        let mut redis = self.redis.clone();
+        let result: redis::RedisResult<i64> =
+            redis::cmd("DEL").arg(&key).query_async(&mut redis).await;
+        self.observe(result);
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// Inserts the envelope's key into `processed_events`: inside the effect's transaction (the

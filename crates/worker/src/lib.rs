@@ -13,7 +13,8 @@
 //! - [`error`]: typed errors and their classification (retryable or permanent);
 //! - [`failure`]: the failure headers a retry or dead letter carries;
 //! - [`outbox`] + [`erp`]: the relay that sends committed outbox rows to the ERP;
-//! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]);
+//! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]), whose deliveries
+//!   take the order's lock ([`order_lock`]);
 //! - [`reconcile`]: the poller that republishes orders whose webhooks never got through;
 //! - [`domains::compliance`]: Shopify's privacy webhooks; [`retention`]: pruning old rows.
 //!
@@ -29,6 +30,7 @@ pub mod failure;
 pub mod http;
 pub mod idempotency;
 pub mod migrate;
+pub mod order_lock;
 pub mod outbox;
 pub mod reconcile;
 pub mod redrive;

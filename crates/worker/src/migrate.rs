@@ -44,8 +44,13 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         8,
+        "outbox_aggregate_order",
+        include_str!("../../../migrations/0008_outbox_aggregate_order.sql"),
+    ),
+    (
+        9,
         "sevdesk_update_2",
-        include_str!("../../../migrations/0008_sevdesk_update_2.sql"),
+        include_str!("../../../migrations/0009_sevdesk_update_2.sql"),
     ),
 ];
 

@@ -2,12 +2,26 @@
 //!
 //! A round claims due rows with `FOR UPDATE SKIP LOCKED` and a lease (`locked_until`,
 //! `locked_by`) in one short statement, then sends them **after** that statement committed: no
-//! HTTP call ever happens inside a transaction. Each result is written back only if the lease is
-//! still ours. Several relays (replicas) therefore never send one row concurrently: they skip
-//! each other's locked and leased rows; a relay that dies mid-send loses its lease when it runs
-//! out and the row is sent again (the ERP sees the same `Idempotency-Key`).
+//! HTTP call ever happens inside a transaction. Several relays (replicas) therefore never send one
+//! row concurrently: they skip each other's locked and leased rows; a relay that dies mid-send
+//! loses its lease when it runs out and the row is sent again (the ERP sees the same
+//! `Idempotency-Key`).
 //!
-//! Rounds run every poll interval, and at once when the inventory transaction's `NOTIFY` arrives.
+//! - **One item at a time, in order.** A row is due only when no earlier row of its aggregate (the
+//!   stock item) is still pending, so a round claims at most the oldest row of each item, and an
+//!   item's next change goes out only after the previous one was sent (or failed for good). Two
+//!   changes of one item are never in flight at once, so the ERP cannot apply them out of order.
+//!   A row waiting for a retry holds back the later rows of its item, not the other items.
+//! - **Each result is written when it is known**, not after the whole round, and only if the
+//!   lease is still ours.
+//! - **The lease covers the work.** While a round's requests run, the relay extends the lease of
+//!   its unfinished rows every third of `HOOKLINE_OUTBOX_LEASE_SECS`, so a slow ERP does not
+//!   hand the rows to another relay mid-send. Only a relay that stops extending (it died, or lost
+//!   its database) loses them.
+//!
+//! Rounds run every poll interval, at once when the inventory transaction's `NOTIFY` arrives, and
+//! back to back while they find work (an item's next row becomes due when its previous one is
+//! done).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,9 +109,8 @@ impl Relay {
         let mut last_gauges = tokio::time::Instant::now() - Duration::from_secs(60);
         loop {
             let full = match self.run_round().await {
-                Ok(report) => {
-                    report.claimed as i64 >= self.settings.batch_size && report.deferred == 0
-                }
+                // Work done: an item's next row may be due now, or the batch was full.
+                Ok(report) => report.claimed > 0 && report.deferred == 0,
                 Err(error) => {
                     tracing::warn!(error = %crate::failure::error_chain(&error), "outbox round failed");
                     false
@@ -121,7 +134,8 @@ impl Relay {
         listener.abort();
     }
 
-    /// One round: claim due rows, send them, record each result. Public so tests drive it.
+    /// One round: claim due rows, send them (extending their lease meanwhile), record each
+    /// result as it comes. Public so tests drive it.
     pub async fn run_round(&self) -> Result<RoundReport, RelayError> {
         let messages = self.claim().await?;
         let mut report = RoundReport {
@@ -131,85 +145,138 @@ impl Relay {
         if messages.is_empty() {
             return Ok(report);
         }
-        let fates: Vec<(OutboxMessage, i32, Fate)> = futures_util::stream::iter(messages)
-            .map(|(message, retry_count)| async move {
-                // The row's trace continues here: the ERP call is part of the webhook's trace.
-                let span = tracing::info_span!(
-                    "outbox_send",
-                    outbox_id = message.id,
-                    attempt = retry_count + 1
-                );
-                if let Some(trace) = message.traceparent.as_deref() {
-                    hookline_telemetry::continue_trace(&span, trace);
-                }
-                let fate = match self.erp.send(&message).instrument(span).await {
-                    Ok(()) => Fate::Sent,
-                    Err(SendError::BreakerOpen(_)) => Fate::Deferred,
-                    Err(e @ SendError::Rejected { .. }) => Fate::Failed(e.to_string()),
-                    Err(SendError::Unavailable {
-                        detail,
-                        retry_after,
-                    }) => {
-                        let attempts = u32::try_from(retry_count + 1).unwrap_or(u32::MAX);
-                        match self
-                            .policy
-                            .next_delay_with_retry_after(attempts, retry_after)
-                        {
-                            Some(delay) => Fate::Retry(detail, delay),
-                            None => {
-                                Fate::Failed(format!("gave up after {attempts} attempts: {detail}"))
-                            }
-                        }
-                    }
-                };
-                (message, retry_count, fate)
-            })
+        let ids: Vec<i64> = messages.iter().map(|(m, _)| m.id).collect();
+        let sends = futures_util::stream::iter(messages)
+            .map(|(message, retry_count)| self.send_and_record(message, retry_count))
             .buffer_unordered(SEND_CONCURRENCY)
-            .collect()
-            .await;
-        let client = self.pool.get().await?;
-        for (message, _, fate) in fates {
-            let (statement, params): (&str, Vec<&(dyn tokio_postgres::types::ToSql + Sync)>) =
-                match &fate {
-                    Fate::Sent => {
-                        report.sent += 1;
-                        ("UPDATE outbox_events SET status = 'sent', sent_at = now(), last_error = NULL, locked_until = NULL, locked_by = NULL
-                      WHERE id = $1 AND locked_by = $2", vec![&message.id, &self.relay_id])
+            .collect::<Vec<_>>();
+        let mut sends = std::pin::pin!(sends);
+        let mut extend =
+            tokio::time::interval((self.settings.lease / 3).max(Duration::from_millis(100)));
+        extend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        extend.tick().await;
+        let results = loop {
+            tokio::select! {
+                results = &mut sends => break results,
+                _ = extend.tick() => {
+                    if let Err(error) = self.extend_lease(&ids).await {
+                        tracing::warn!(error = %crate::failure::error_chain(&error), "outbox lease not extended; another relay may send these rows again once it runs out");
                     }
-                    Fate::Deferred => {
-                        report.deferred += 1;
-                        (
-                            "UPDATE outbox_events SET locked_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2",
-                            vec![&message.id, &self.relay_id],
-                        )
-                    }
-                    Fate::Failed(error) => {
-                        report.failed += 1;
-                        tracing::warn!(outbox_id = message.id, error, "outbox row failed for good");
-                        ("UPDATE outbox_events SET status = 'failed', retry_count = retry_count + 1, last_error = $3, locked_until = NULL, locked_by = NULL
-                      WHERE id = $1 AND locked_by = $2", vec![&message.id, &self.relay_id, error])
-                    }
-                    Fate::Retry(error, _) => {
-                        report.retried += 1;
-                        ("UPDATE outbox_events SET retry_count = retry_count + 1, last_error = $3,
-                            next_attempt_at = now() + $4 * interval '1 millisecond', locked_until = NULL, locked_by = NULL
-                      WHERE id = $1 AND locked_by = $2", vec![&message.id, &self.relay_id, error])
-                    }
-                };
-            let delay_ms: f64 = match &fate {
-                Fate::Retry(_, delay) => delay.as_secs_f64() * 1000.0,
-                _ => 0.0,
-            };
-            let mut params = params;
-            if matches!(fate, Fate::Retry(..)) {
-                params.push(&delay_ms);
+                }
             }
-            client.execute(statement, &params).await?;
+        };
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(Fate::Sent) => report.sent += 1,
+                Ok(Fate::Deferred) => report.deferred += 1,
+                Ok(Fate::Failed(_)) => report.failed += 1,
+                Ok(Fate::Retry(..)) => report.retried += 1,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
         metrics::counter!("hookline_worker_outbox_sent_total").increment(report.sent as u64);
         metrics::counter!("hookline_worker_outbox_failed_total").increment(report.failed as u64);
         metrics::counter!("hookline_worker_outbox_retried_total").increment(report.retried as u64);
-        Ok(report)
+        match first_error {
+            // A result that was not written: the row stays leased to us until the lease runs
+            // out, then it is sent again (same Idempotency-Key).
+            Some(error) => Err(error),
+            None => Ok(report),
+        }
+    }
+
+    /// Sends one row and writes its result at once.
+    async fn send_and_record(
+        &self,
+        message: OutboxMessage,
+        retry_count: i32,
+    ) -> Result<Fate, RelayError> {
+        // The row's trace continues here: the ERP call is part of the webhook's trace.
+        let span = tracing::info_span!(
+            "outbox_send",
+            outbox_id = message.id,
+            attempt = retry_count + 1
+        );
+        if let Some(trace) = message.traceparent.as_deref() {
+            hookline_telemetry::continue_trace(&span, trace);
+        }
+        let fate = match self.erp.send(&message).instrument(span).await {
+            Ok(()) => Fate::Sent,
+            Err(SendError::BreakerOpen(_)) => Fate::Deferred,
+            Err(e @ SendError::Rejected { .. }) => Fate::Failed(e.to_string()),
+            Err(SendError::Unavailable {
+                detail,
+                retry_after,
+            }) => {
+                let attempts = u32::try_from(retry_count + 1).unwrap_or(u32::MAX);
+                match self
+                    .policy
+                    .next_delay_with_retry_after(attempts, retry_after)
+                {
+                    Some(delay) => Fate::Retry(detail, delay),
+                    None => Fate::Failed(format!("gave up after {attempts} attempts: {detail}")),
+                }
+            }
+        };
+        let client = self.pool.get().await?;
+        match &fate {
+            Fate::Sent => {
+                client
+                    .execute(
+                        "UPDATE outbox_events SET status = 'sent', sent_at = now(), last_error = NULL, locked_until = NULL, locked_by = NULL
+                          WHERE id = $1 AND locked_by = $2",
+                        &[&message.id, &self.relay_id],
+                    )
+                    .await?
+            }
+            Fate::Deferred => {
+                client
+                    .execute(
+                        "UPDATE outbox_events SET locked_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2",
+                        &[&message.id, &self.relay_id],
+                    )
+                    .await?
+            }
+            Fate::Failed(error) => {
+                tracing::warn!(outbox_id = message.id, error, "outbox row failed for good");
+                client
+                    .execute(
+                        "UPDATE outbox_events SET status = 'failed', retry_count = retry_count + 1, last_error = $3, locked_until = NULL, locked_by = NULL
+                          WHERE id = $1 AND locked_by = $2",
+                        &[&message.id, &self.relay_id, error],
+                    )
+                    .await?
+            }
+            Fate::Retry(error, delay) => {
+                let delay_ms = delay.as_secs_f64() * 1000.0;
+                client
+                    .execute(
+                        "UPDATE outbox_events SET retry_count = retry_count + 1, last_error = $3,
+                            next_attempt_at = now() + $4 * interval '1 millisecond', locked_until = NULL, locked_by = NULL
+                          WHERE id = $1 AND locked_by = $2",
+                        &[&message.id, &self.relay_id, error, &delay_ms],
+                    )
+                    .await?
+            }
+        };
+        Ok(fate)
+    }
+
+    /// Renews the lease of those of `ids` that are still ours and not done.
+    async fn extend_lease(&self, ids: &[i64]) -> Result<(), RelayError> {
+        let client = self.pool.get().await?;
+        let lease_ms = self.settings.lease.as_secs_f64() * 1000.0;
+        client
+            .execute(
+                "UPDATE outbox_events SET locked_until = now() + $3 * interval '1 millisecond'
+                  WHERE id = ANY($1) AND locked_by = $2 AND status = 'pending'",
+                &[&ids, &self.relay_id, &lease_ms],
+            )
+            .await?;
+        Ok(())
     }
 
     async fn claim(&self) -> Result<Vec<(OutboxMessage, i32)>, RelayError> {
@@ -220,10 +287,15 @@ impl Relay {
                 "UPDATE outbox_events o
                     SET locked_until = now() + $2 * interval '1 millisecond', locked_by = $3
                   WHERE o.id IN (
-                        SELECT id FROM outbox_events
-                         WHERE status = 'pending' AND next_attempt_at <= now()
-                           AND (locked_until IS NULL OR locked_until < now())
-                         ORDER BY id
+                        SELECT e.id FROM outbox_events e
+                         WHERE e.status = 'pending' AND e.next_attempt_at <= now()
+                           AND (e.locked_until IS NULL OR e.locked_until < now())
+                           -- Only the oldest pending row of its item: in order, one at a time.
+                           AND NOT EXISTS (
+                                 SELECT 1 FROM outbox_events p
+                                  WHERE p.aggregate_id = e.aggregate_id AND p.status = 'pending'
+                                    AND p.id < e.id)
+                         ORDER BY e.id
                          LIMIT $1
                            FOR UPDATE SKIP LOCKED)
                 RETURNING o.id, o.aggregate_id, o.event_type, o.payload, o.traceparent, o.created_at, o.retry_count",

@@ -10,6 +10,13 @@ use hookline_core::retry::RetryPolicy;
 use hookline_core::topology::{DEFAULT_QUEUE_MAX_LENGTH, TopologySettings};
 pub use hookline_telemetry::LogFormat;
 
+/// The most sevDesk requests one orders delivery makes, each bounded by
+/// `HOOKLINE_SEVDESK_TIMEOUT_MS`: an `orders/paid` from scratch that finds a half-done invoice
+/// makes find contact, create contact, find invoice (adopt), save invoice, send it, read it,
+/// find the check account (once per process) and book the payment. Cancellations and refunds make
+/// fewer. The handler timeout must be at least this many sevDesk timeouts.
+pub const SEVDESK_CALLS_PER_DELIVERY: u32 = 8;
+
 /// The sizes of one domain's bulkhead. Each domain has its own, so a slow downstream can only
 /// exhaust its own permits, connections and prefetched messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +39,8 @@ pub struct OutboxSettings {
     /// `HOOKLINE_OUTBOX_MAX_ATTEMPTS` (10): sends before a row is marked `failed`.
     pub max_attempts: u32,
     /// `HOOKLINE_OUTBOX_LEASE_SECS` (30): how long a claimed row is reserved for one relay; a
-    /// relay that dies mid-send loses its claim after this.
+    /// relay that dies mid-send loses its claim after this. A live relay extends it every third
+    /// of it while its requests run, so it need not cover a whole round.
     pub lease: Duration,
     /// `HOOKLINE_ERP_TIMEOUT_MS` (5000): per request to the ERP.
     pub request_timeout: Duration,
@@ -85,8 +93,11 @@ pub struct Settings {
     /// `HOOKLINE_RETRY_MAX_ATTEMPTS` (5), `HOOKLINE_RETRY_INITIAL_MS` (1000),
     /// `HOOKLINE_RETRY_MAX_DELAY_MS` (30000): broker-held retries of retryable failures.
     pub retry: RetryPolicy,
-    /// `HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS` (60): a `processing` claim in Redis expires after
-    /// this, so a crashed worker cannot block a key forever. Handlers time out at half of it.
+    /// `HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS` (180): a `processing` claim in Redis expires after
+    /// this, so a crashed worker cannot block a key forever. Handlers time out at half of it
+    /// ([`Settings::handler_timeout`]), which must fit [`SEVDESK_CALLS_PER_DELIVERY`] sevDesk
+    /// calls of `HOOKLINE_SEVDESK_TIMEOUT_MS` each when the orders domain runs: 8 × 10 s = 80 s
+    /// ≤ 90 s by default; start-up refuses settings that do not.
     pub claim_ttl: Duration,
     /// `HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS` (7 days): how long Redis remembers a finished key.
     pub done_ttl: Duration,
@@ -184,7 +195,7 @@ impl Settings {
             10_000,
             "expected milliseconds",
         )?);
-        Ok(Self {
+        let settings = Self {
             amqp_url: Secret::new(
                 env.string("HOOKLINE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
             ),
@@ -250,7 +261,7 @@ impl Settings {
             claim_ttl: Duration::from_secs(
                 env.parse(
                     "HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS",
-                    60,
+                    180,
                     "expected seconds",
                 )?
                 .max(2),
@@ -360,7 +371,46 @@ impl Settings {
                 "expected seconds",
             )?),
             log_format,
-        })
+        };
+        settings.check_handler_timeout()?;
+        Ok(settings)
+    }
+
+    /// How long one delivery's handler may run: half the claim TTL, so the Redis claim always
+    /// outlives the delivery that holds it. A handler past it is dropped (its order lock goes
+    /// with it, see [`crate::order_lock`]) and retried.
+    pub fn handler_timeout(&self) -> Duration {
+        self.claim_ttl / 2
+    }
+
+    /// How long a delivery may wait for other deliveries of its order or key before it is
+    /// dead-lettered (`busy_too_long`): four handler timeouts. A delivery holding an order ends
+    /// within one; waiting four means something holds it that does not end.
+    pub fn busy_limit(&self) -> Duration {
+        self.handler_timeout() * 4
+    }
+
+    /// Refuses a handler timeout that cannot fit the sevDesk calls an orders delivery may make:
+    /// a delivery that is cut off mid-way through a working sevDesk only wastes its calls, is
+    /// retried, and is cut off again.
+    fn check_handler_timeout(&self) -> Result<(), ConfigError> {
+        if !self.domains.contains(&Domain::Orders) {
+            return Ok(());
+        }
+        let calls = self.sevdesk_timeout * SEVDESK_CALLS_PER_DELIVERY;
+        if self.handler_timeout() < calls {
+            return Err(ConfigError::Invalid {
+                name: "HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS",
+                value: format!(
+                    "{} (handler timeout {:?} < {SEVDESK_CALLS_PER_DELIVERY} sevDesk calls × HOOKLINE_SEVDESK_TIMEOUT_MS {:?})",
+                    self.claim_ttl.as_secs(),
+                    self.handler_timeout(),
+                    self.sevdesk_timeout
+                ),
+                reason: "the handler timeout (half the claim TTL) must fit the sevDesk calls one orders delivery may make; raise the claim TTL or lower HOOKLINE_SEVDESK_TIMEOUT_MS",
+            });
+        }
+        Ok(())
     }
 
     /// The bulkhead sizes of `domain`.
@@ -486,6 +536,36 @@ mod tests {
         assert!(s.bulkhead(Domain::Orders).db_pool > s.bulkhead(Domain::Orders).concurrency);
         assert_eq!(s.retry.max_attempts, 5);
         assert_eq!(s.done_ttl, Duration::from_secs(604_800));
+    }
+
+    #[test]
+    fn a_handler_timeout_shorter_than_the_sevdesk_calls_it_allows_is_refused() {
+        let s = settings(&[]).unwrap();
+        assert!(s.handler_timeout() >= s.sevdesk_timeout * SEVDESK_CALLS_PER_DELIVERY);
+        assert!(
+            s.claim_ttl > s.handler_timeout(),
+            "the claim outlives the handler"
+        );
+        let err = settings(&[("HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS", "60")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS"), "{err}");
+        assert!(err.contains("HOOKLINE_SEVDESK_TIMEOUT_MS"), "{err}");
+        assert!(
+            settings(&[
+                ("HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS", "60"),
+                ("HOOKLINE_SEVDESK_TIMEOUT_MS", "3000"),
+            ])
+            .is_ok()
+        );
+        assert!(
+            settings(&[
+                ("HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS", "2"),
+                ("HOOKLINE_WORKER_DOMAINS", "inventory"),
+            ])
+            .is_ok(),
+            "no sevDesk calls without the orders domain"
+        );
     }
 
     #[test]

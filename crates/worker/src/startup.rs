@@ -275,6 +275,10 @@ impl Worker {
             ))
         });
 
+        // Alive until every bulkhead has drained: other workers take over the claims of a
+        // worker that is not, so the heartbeat outlives the last in-flight delivery.
+        let alive = CancellationToken::new();
+        let heartbeat = tokio::spawn(self.claims.clone().keep_alive(alive.clone()));
         let bulkheads: Vec<Bulkhead> = self
             .settings
             .domains
@@ -285,11 +289,14 @@ impl Worker {
                 sizes: self.settings.bulkhead(domain),
                 claims: self.claims.clone(),
                 retry: self.settings.retry.clone(),
-                handler_timeout: self.settings.claim_ttl / 2,
+                handler_timeout: self.settings.handler_timeout(),
                 drain_timeout: self.settings.shutdown_timeout,
+                busy_limit: self.settings.busy_limit(),
             })
             .collect();
         consume_until(&self.settings, bulkheads, &self.health, &shutdown).await;
+        alive.cancel();
+        let _ = heartbeat.await;
 
         if let Some(task) = relay_task {
             let _ = task.await;

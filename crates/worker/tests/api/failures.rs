@@ -239,12 +239,16 @@ async fn a_message_that_is_not_an_envelope_is_dead_lettered_not_dropped() {
 async fn a_key_held_by_another_delivery_is_retried_later_not_skipped() {
     let world = World::new().await;
     let e = crate::helpers::level_envelope(7, 70, 9, "2026-11-20T10:16:40-05:00");
-    // Another worker holds the key for 1.5 s more.
+    // Another worker, alive, holds the key for 1.5 s more.
+    world
+        .redis
+        .set("worker:someoneelse", "1", Duration::from_secs(30))
+        .await;
     world
         .redis
         .set(
             &format!("idem:{}", e.idempotency_key),
-            "processing:someone-else",
+            "processing:someoneelse:delivery1",
             Duration::from_millis(1500),
         )
         .await;

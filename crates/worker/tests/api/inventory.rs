@@ -277,7 +277,8 @@ async fn a_worker_killed_mid_batch_and_restarted_applies_every_event_exactly_onc
 async fn a_stale_processing_claim_of_a_crashed_delivery_is_taken_over_by_its_redelivery() {
     let world = World::new().await;
     let e = level_envelope(6, 60, 1, T1);
-    // A crashed worker left this very event's claim behind, with a long TTL.
+    // A crashed worker left this very event's claim behind, with a long TTL; that worker no
+    // longer keeps itself alive in Redis.
     let claims = Claims::new(
         hookline_testkit::REDIS,
         &world.redis.prefix,
@@ -291,7 +292,7 @@ async fn a_stale_processing_claim_of_a_crashed_delivery_is_taken_over_by_its_red
         .set(
             key.strip_prefix(&format!("{}:", world.redis.prefix))
                 .unwrap(),
-            &format!("processing:{}", e.event_id),
+            "processing:crashedworker:delivery1",
             Duration::from_secs(300),
         )
         .await;

@@ -2,12 +2,14 @@
 //! server plays the ERP. Each test has its own vhost, database and Redis prefix.
 
 mod bulkhead;
+mod claims;
 mod compliance;
 mod dlq;
 mod e2e;
 mod failures;
 mod helpers;
 mod inventory;
+mod order_lock;
 mod orders;
 mod outbox;
 mod process;

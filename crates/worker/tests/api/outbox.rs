@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use hookline_sandbox::Faults;
+
 use crate::helpers::{ErpMode, World, level_envelope};
 
 const T: &str = "2026-11-20T10:16:40-05:00";
@@ -145,4 +147,71 @@ async fn several_relays_never_send_one_row_twice() {
     let requests = world.erp.requests();
     assert_eq!(requests.len(), 60, "60 rows, 60 requests");
     assert!(world.erp.successes().values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn with_a_slow_erp_two_relays_send_each_row_once_and_each_item_in_order() {
+    let world = World::new().await;
+    hookline_worker::startup::migrate(&world.db.url())
+        .await
+        .unwrap();
+    // Four items with five stock changes each, all due at once.
+    let client = world.db.client().await;
+    for version in 1..=5 {
+        for item in 0..4 {
+            client
+                .execute(
+                    "INSERT INTO outbox_events (aggregate_id, event_type, payload) VALUES ($1, 'stock_level_changed', $2::text::jsonb)",
+                    &[&format!("item-{item}"), &format!(r#"{{"version":{version}}}"#)],
+                )
+                .await
+                .unwrap();
+        }
+    }
+    // Each answer takes 0.4 s: a round of the whole batch outlasts the one-second lease.
+    world.erp.sandbox.state.set_erp_faults(Faults {
+        latency_ms: 400,
+        ..Faults::default()
+    });
+    let relay = [
+        ("HOOKLINE_WORKER_DOMAINS", "inventory"),
+        ("HOOKLINE_OUTBOX_LEASE_SECS", "1"),
+        ("HOOKLINE_OUTBOX_POLL_MS", "50"),
+    ];
+    let _a = world.spawn_worker(&relay).await;
+    let _b = world.spawn_worker(&relay).await;
+    assert_eq!(
+        wait_status(&world, "sent", 20, Duration::from_secs(60)).await,
+        20
+    );
+    // Whatever is still on its way (a row sent twice) arrives.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let successes = world.erp.successes();
+    assert_eq!(successes.len(), 20);
+    assert!(
+        successes.values().all(|n| *n == 1),
+        "no row sent again because its lease ran out: {successes:?}"
+    );
+    let requests = world.erp.sandbox.state.erp_requests();
+    let concurrent: Vec<_> = requests
+        .iter()
+        .filter(|r| r.overlapping > 0)
+        .map(|r| (r.body["aggregate_id"].clone(), r.body["outbox_id"].clone()))
+        .collect();
+    assert!(
+        concurrent.is_empty(),
+        "one item's rows one at a time: {concurrent:?}"
+    );
+    for item in 0..4 {
+        let versions: Vec<i64> = requests
+            .iter()
+            .filter(|r| r.body["aggregate_id"] == format!("item-{item}").as_str())
+            .filter_map(|r| r.body["payload"]["version"].as_i64())
+            .collect();
+        assert_eq!(
+            versions,
+            vec![1, 2, 3, 4, 5],
+            "item-{item} in version order"
+        );
+    }
 }

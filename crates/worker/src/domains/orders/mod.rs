@@ -18,7 +18,8 @@
 //!
 //! Deliveries for one order are serialised by a PostgreSQL advisory lock held (on the connection,
 //! not in a transaction) while the steps run: a second delivery for the same order retries later
-//! (`order_busy`). A crashed worker's lock goes with its connection.
+//! (`order_busy`). A crashed worker's lock goes with its connection; a delivery that times out or
+//! panics closes its connection (see [`crate::order_lock`]).
 //!
 //! Topics: `orders/paid` drives the invoice; `orders/create` and `orders/updated` record the order
 //! (no invoice while it is unpaid); `orders/cancelled` cancels an existing invoice (a cancellation
@@ -41,13 +42,11 @@ use tokio::sync::OnceCell;
 
 use crate::domains::{BoxFuture, DomainHandler, Outcome};
 use crate::error::HandlerError;
+use crate::order_lock::OrderLock;
 use crate::sevdesk::{Booking, ContactDraft, InvoiceInfo, Parties, SevDeskClient};
 use crate::{idempotency, schema};
 use account::{Account, AccountSettings};
 use mapping::{Order, Treatment};
-
-/// First key of the two-part advisory lock: "orders".
-const LOCK_CLASS: i32 = 0x6f72_6473;
 
 /// Where an order's synchronisation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,10 +180,9 @@ impl OrdersHandler {
         if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        let key = lock_key(&envelope.shop_domain, order.id);
-        lock_order(&client, &key).await?;
-        let result = self.drive(&client, envelope, &order).await;
-        unlock_order(client, &key).await;
+        let lock = OrderLock::acquire(client, &envelope.shop_domain, order.id).await?;
+        let result = self.drive(&lock, envelope, &order).await;
+        lock.release().await;
         result
     }
 
@@ -603,40 +601,6 @@ async fn set_state(
         .execute("UPDATE order_sync SET state = $3, updated_at = now() WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order_id, &state.as_str()])
         .await?;
     Ok(())
-}
-
-fn lock_key(shop: &str, order_id: i64) -> String {
-    format!("{shop}:{order_id}")
-}
-
-/// Takes the order's advisory lock on this connection, or says another delivery holds it.
-async fn lock_order(client: &Object, key: &str) -> Result<(), HandlerError> {
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &key],
-        )
-        .await?
-        .get(0);
-    if locked {
-        Ok(())
-    } else {
-        Err(HandlerError::OrderBusy)
-    }
-}
-
-/// Releases the order's lock. The lock must not stay with a pooled connection: if releasing
-/// fails, the connection is thrown away, which releases it on the server.
-async fn unlock_order(client: Object, key: &str) {
-    let unlocked = client
-        .execute(
-            "SELECT pg_advisory_unlock($1, hashtext($2))",
-            &[&LOCK_CLASS, &key],
-        )
-        .await;
-    if unlocked.is_err() {
-        drop(Object::take(client));
-    }
 }
 
 /// The sevDesk contact of an order's customer: a deterministic customer number (searched before

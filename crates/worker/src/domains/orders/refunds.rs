@@ -38,9 +38,10 @@ use chrono::{DateTime, Utc};
 
 use super::mapping::{self, Refund, Treatment};
 use super::tax::Regime;
-use super::{OrdersHandler, Pending, SyncState, lock_key, lock_order, unlock_order};
+use super::{OrdersHandler, Pending, SyncState};
 use crate::domains::Outcome;
 use crate::error::HandlerError;
+use crate::order_lock::OrderLock;
 use crate::sevdesk::{Booking, Parties};
 use crate::{idempotency, schema};
 
@@ -126,9 +127,8 @@ impl OrdersHandler {
         if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        let key = lock_key(&envelope.shop_domain, refund.order_id);
-        lock_order(&client, &key).await?;
-        let result = self.drive_refund(&client, envelope, &refund).await;
+        let lock = OrderLock::acquire(client, &envelope.shop_domain, refund.order_id).await?;
+        let result = self.drive_refund(&lock, envelope, &refund).await;
         if let Err(e) = &result
             && matches!(
                 e.disposition(),
@@ -136,7 +136,7 @@ impl OrdersHandler {
             )
         {
             // Permanently refused: its row must not hold up the order's cancellation forever.
-            let _ = client
+            let _ = lock
                 .execute(
                     "UPDATE refund_sync SET state = 'failed', updated_at = now()
                      WHERE shop_domain = $1 AND refund_id = $2 AND state IN ('pending', 'credit_note_creating')",
@@ -144,7 +144,7 @@ impl OrdersHandler {
                 )
                 .await;
         }
-        unlock_order(client, &key).await;
+        lock.release().await;
         result
     }
 
