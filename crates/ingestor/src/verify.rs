@@ -3,7 +3,7 @@
 //! Pure (no I/O), so it is tested and fuzzed without a server. The signature is checked first:
 //! a caller that cannot sign learns nothing about what else we expect.
 
-use hookline_core::envelope::{HeaderError, WebhookHeaders, header};
+use hookline_core::envelope::{HeaderError, WebhookHeaders, either_form, header};
 use hookline_core::signature::{SignatureError, Verified, Verifier};
 
 /// What the webhook route needs from a request once it is known to come from Shopify.
@@ -29,13 +29,16 @@ pub enum VerifyError {
     Headers(#[from] HeaderError),
 }
 
-/// Checks one request. `get` returns a header's value by lowercase name.
+/// Checks one request. `get` returns a header's value by lowercase name. The signature may come
+/// as `X-Shopify-Hmac-Sha256` or `Shopify-Hmac-Sha256`; two different ones are refused (401).
 pub fn verify<'a>(
     verifier: &Verifier,
     body: Vec<u8>,
     get: impl Fn(&str) -> Option<&'a str>,
 ) -> Result<VerifiedWebhook, VerifyError> {
-    let body = verifier.verify(body, get(header::HMAC))?;
+    let signature =
+        either_form(&get, header::HMAC, |a, b| a == b).map_err(|_| SignatureError::Conflicting)?;
+    let body = verifier.verify(body, signature)?;
     if !is_json_content_type(get("content-type")) {
         return Err(VerifyError::ContentType);
     }
@@ -84,6 +87,30 @@ mod tests {
         let verifier = Verifier::new(["k"]).unwrap();
         let (body, h) = request(body, overrides);
         verify(&verifier, body, |n| h.get(n).map(String::as_str))
+    }
+
+    #[test]
+    fn two_different_signatures_are_refused_as_a_signature_error() {
+        let good = sign(b"k", b"{}");
+        let err = run(
+            "{}",
+            &[(
+                header::events::HMAC,
+                Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, VerifyError::Signature(SignatureError::Conflicting)),
+            "{err:?}"
+        );
+        let (body, mut h) = request("{}", &[(header::HMAC, None)]);
+        h.insert(header::events::HMAC, good);
+        let verifier = Verifier::new(["k"]).unwrap();
+        assert!(
+            verify(&verifier, body, |n| h.get(n).map(String::as_str)).is_ok(),
+            "the Shopify-* form alone"
+        );
     }
 
     #[test]

@@ -69,6 +69,9 @@ impl WebhookError {
             WebhookError::Verify(VerifyError::Headers(HeaderError::Invalid { .. })) => {
                 "invalid_header"
             }
+            WebhookError::Verify(VerifyError::Headers(HeaderError::Conflict { .. })) => {
+                "conflicting_headers"
+            }
             WebhookError::Envelope(_) => "invalid_json",
             WebhookError::Unavailable(_) => "broker_unavailable",
         }
@@ -238,6 +241,7 @@ fn signature_reason(e: &SignatureError) -> &'static str {
         SignatureError::Missing => "missing",
         SignatureError::Malformed => "malformed",
         SignatureError::Mismatch => "mismatch",
+        SignatureError::Conflicting => "conflicting",
     }
 }
 

@@ -4,4 +4,5 @@
 mod abuse;
 mod broker;
 mod helpers;
+mod shopify_forms;
 mod webhook;
