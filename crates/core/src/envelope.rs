@@ -372,7 +372,8 @@ pub enum EnvelopeError {
 impl Envelope {
     /// Builds the envelope of a verified webhook.
     ///
-    /// The idempotency key follows the topic's rule ([`idempotency::derive`]). For a topic we do
+    /// The idempotency key follows the topic's rule ([`idempotency::derive_for_webhook`]: the
+    /// event id, when Shopify sent one, for topics that repeat per resource). For a topic we do
     /// not know, or a payload missing the fields its rule needs, the key falls back to the
     /// webhook id: the event is still published (nothing is refused that Shopify signed), and the
     /// worker decides its fate, with a dead letter that names the problem if it cannot be handled.
@@ -389,10 +390,11 @@ impl Envelope {
         if !payload.get().starts_with('{') {
             return Err(EnvelopeError::NotAnObject);
         }
-        let idempotency_key = match idempotency::derive(
+        let idempotency_key = match idempotency::derive_for_webhook(
             &headers.shop_domain,
             &headers.topic,
             payload.get(),
+            headers.event_id.as_deref(),
         ) {
             Ok(key) => key,
             Err(error) => {

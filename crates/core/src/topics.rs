@@ -74,6 +74,19 @@ pub enum KeyRule {
     WebhookId,
 }
 
+impl KeyRule {
+    /// Whether the event legitimately repeats for one resource. For these topics a webhook's key
+    /// is its event id when Shopify sends one (see [`crate::idempotency::derive_for_webhook`]):
+    /// `updated_at` has one-second precision, and two real changes within one second must not
+    /// collapse into one.
+    pub fn repeats(self) -> bool {
+        matches!(
+            self,
+            KeyRule::IdAndUpdatedAt | KeyRule::InventoryLevelAndUpdatedAt
+        )
+    }
+}
+
 /// One known topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -94,6 +107,8 @@ pub struct TopicSpec {
 ///   `updated_at`.
 /// - `inventory_levels/update` and `inventory_levels/connect`: repeat per item and location,
 ///   item + location + `updated_at`.
+/// - For all the repeating ones above, a webhook that carries Shopify's event id is keyed by it
+///   instead ([`KeyRule::repeats`]); reconciled copies and replays without one keep the rule.
 /// - `inventory_levels/disconnect`: Shopify sends only item and location, so the key is those two;
 ///   a disconnect → connect → disconnect cycle within the dedupe window would be taken as a
 ///   duplicate, which is harmless because disconnecting twice has the same effect as once.

@@ -42,6 +42,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "refund_reconciled",
         include_str!("../../../migrations/0007_refund_reconciled.sql"),
     ),
+    (
+        8,
+        "stock_triggered_at",
+        include_str!("../../../migrations/0008_stock_triggered_at.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -1,5 +1,5 @@
-//! Shopify's webhooks as they really arrive: both header forms, in any letter case, and topics
-//! in every form.
+//! Shopify's webhooks as they really arrive: both header forms, in any letter case, topics in
+//! every form, and event ids as the key of changes that repeat.
 
 use hookline_core::envelope::Envelope;
 use hookline_core::envelope::header::{self, HeaderForm};
@@ -214,5 +214,54 @@ async fn dotted_and_other_unknown_signed_topics_are_accepted_and_kept_in_unroute
     assert!(
         metrics.contains(r#"hookline_ingest_requests_total{topic="unknown",status="200"}"#),
         "unknown topics share one label"
+    );
+}
+
+#[tokio::test]
+async fn same_second_inventory_changes_are_keyed_by_their_event_ids() {
+    let app = spawn_app().await;
+    let level = |available: i64| {
+        format!(
+            r#"{{"inventory_item_id":3,"location_id":4,"available":{available},"updated_at":"2026-11-20T10:16:40-05:00"}}"#
+        )
+    };
+    let send = |available: i64, event_id: &'static str| {
+        Webhook::new("inventory_levels/update", level(available)).header(header::EVENT_ID, event_id)
+    };
+    for (available, event_id) in [(5, "ev-a"), (4, "ev-b"), (4, "ev-b")] {
+        assert_eq!(app.post(&send(available, event_id)).await.status(), 200);
+    }
+    let keys: Vec<String> = app
+        .drain(INVENTORY)
+        .await
+        .iter()
+        .map(|m| {
+            Envelope::from_json(&m.delivery.data)
+                .unwrap()
+                .idempotency_key
+                .as_str()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "example.myshopify.com:inventory_levels/update:event:ev-a",
+            "example.myshopify.com:inventory_levels/update:event:ev-b",
+            "example.myshopify.com:inventory_levels/update:event:ev-b",
+        ],
+        "two changes in one second are two keys; Shopify's retry of one is the same key"
+    );
+    // Without an event id, the old rule: item, location and updated_at.
+    assert_eq!(
+        app.post(&Webhook::new("inventory_levels/update", level(5)))
+            .await
+            .status(),
+        200
+    );
+    let (_, envelope) = only_message(&app, INVENTORY).await;
+    assert_eq!(
+        envelope.idempotency_key.as_str(),
+        "example.myshopify.com:inventory_levels/update:3:4:2026-11-20T15:16:40Z"
     );
 }
