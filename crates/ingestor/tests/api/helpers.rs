@@ -32,6 +32,8 @@ pub struct AppOptions {
     pub client_timeout_ms: Option<u64>,
     /// `HOOKLINE_HTTP_KEEP_ALIVE_MS`.
     pub keep_alive_ms: Option<u64>,
+    /// `HOOKLINE_SHOPS`.
+    pub shops: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -44,6 +46,7 @@ impl Default for AppOptions {
             amqp_url: None,
             client_timeout_ms: None,
             keep_alive_ms: None,
+            shops: None,
         }
     }
 }
@@ -78,6 +81,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     if let Some(ms) = options.keep_alive_ms {
         env.push(("HOOKLINE_HTTP_KEEP_ALIVE_MS", ms.to_string()));
+    }
+    if let Some(shops) = &options.shops {
+        env.push(("HOOKLINE_SHOPS", shops.clone()));
     }
     let settings = Settings::from_lookup(|k| {
         env.iter()

@@ -5,4 +5,5 @@ mod abuse;
 mod broker;
 mod helpers;
 mod shopify_forms;
+mod shops;
 mod webhook;
