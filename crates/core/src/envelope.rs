@@ -43,9 +43,9 @@ pub mod header {
     /// When the event happened. Optional.
     pub const TRIGGERED_AT: &str = "x-shopify-triggered-at";
 
-    /// The `Shopify-*` names of Events deliveries. Shopify's own webhook validation (the
-    /// `@shopify/shopify-api` package) reads these since 2026-02. Events deliveries carry no
-    /// webhook id of their own: their event id is required instead.
+    /// The `Shopify-*` names of Events deliveries, as Shopify's own webhook validation (the
+    /// `@shopify/shopify-api` package, 2026) reads them. Events deliveries carry no webhook id of
+    /// their own: their event id is required instead.
     pub mod events {
         /// `Shopify-Topic`.
         pub const TOPIC: &str = "shopify-topic";
