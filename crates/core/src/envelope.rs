@@ -126,7 +126,8 @@ pub mod amqp_header {
     pub const IDEMPOTENCY_KEY: &str = "x-idempotency-key";
     /// Shopify's webhook id.
     pub const WEBHOOK_ID: &str = "x-shopify-webhook-id";
-    /// The Shopify topic (the routing key has `.` where the topic has `/`).
+    /// The Shopify topic (the routing key has `.` where a handled topic has `/`, and is
+    /// `unrouted.<topic>` for any other; see [`topics::routing_key`]).
     pub const TOPIC: &str = "x-shopify-topic";
     /// The shop domain.
     pub const SHOP_DOMAIN: &str = "x-shopify-shop-domain";
@@ -172,9 +173,9 @@ pub struct Envelope {
     /// hookline's own id for this envelope (UUIDv7: time-ordered, so ids sort by arrival).
     /// A Shopify retry of the same webhook gets a new `event_id` but the same `idempotency_key`.
     pub event_id: Uuid,
-    /// `X-Shopify-Webhook-Id`.
+    /// `X-Shopify-Webhook-Id`; for an Events delivery (which has none), its event id.
     pub webhook_id: String,
-    /// `X-Shopify-Event-Id`, when Shopify sent one.
+    /// `X-Shopify-Event-Id` (or `Shopify-Event-Id`), when Shopify sent one.
     pub shopify_event_id: Option<String>,
     /// Shopify topic, e.g. `orders/paid`.
     pub topic: String,
