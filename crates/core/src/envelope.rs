@@ -21,6 +21,12 @@ use crate::trace::TraceParent;
 pub const SCHEMA_VERSION: u16 = 1;
 
 /// Names of the Shopify request headers the envelope is built from.
+///
+/// Shopify sends each of them in one of two forms: the classic `X-Shopify-*` names (these
+/// constants) and the `Shopify-*` names of its newer Events deliveries ([`events`]), which for
+/// now also carry the classic ones. The ingestor accepts either form, or both; see
+/// [`WebhookHeaders::parse`] for what happens when the two disagree. All names are lowercase
+/// because HTTP header names are case-insensitive and lookups are by lowercase name.
 pub mod header {
     /// Topic, e.g. `orders/paid`.
     pub const TOPIC: &str = "x-shopify-topic";
@@ -36,6 +42,81 @@ pub mod header {
     pub const EVENT_ID: &str = "x-shopify-event-id";
     /// When the event happened. Optional.
     pub const TRIGGERED_AT: &str = "x-shopify-triggered-at";
+
+    /// The `Shopify-*` names of Events deliveries, as Shopify's own webhook validation (the
+    /// `@shopify/shopify-api` package, 2026) reads them. Events deliveries carry no webhook id of
+    /// their own: their event id is required instead.
+    pub mod events {
+        /// `Shopify-Topic`.
+        pub const TOPIC: &str = "shopify-topic";
+        /// `Shopify-Hmac-Sha256`.
+        pub const HMAC: &str = "shopify-hmac-sha256";
+        /// `Shopify-Shop-Domain`.
+        pub const SHOP_DOMAIN: &str = "shopify-shop-domain";
+        /// `Shopify-API-Version`.
+        pub const API_VERSION: &str = "shopify-api-version";
+        /// `Shopify-Webhook-Id`: not sent by Events deliveries today, read if a sender has it.
+        pub const WEBHOOK_ID: &str = "shopify-webhook-id";
+        /// `Shopify-Event-Id`.
+        pub const EVENT_ID: &str = "shopify-event-id";
+        /// `Shopify-Triggered-At`.
+        pub const TRIGGERED_AT: &str = "shopify-triggered-at";
+    }
+
+    /// Each `X-Shopify-*` name with its `Shopify-*` counterpart.
+    pub const PAIRS: [(&str, &str); 7] = [
+        (TOPIC, events::TOPIC),
+        (HMAC, events::HMAC),
+        (SHOP_DOMAIN, events::SHOP_DOMAIN),
+        (API_VERSION, events::API_VERSION),
+        (WEBHOOK_ID, events::WEBHOOK_ID),
+        (EVENT_ID, events::EVENT_ID),
+        (TRIGGERED_AT, events::TRIGGERED_AT),
+    ];
+
+    /// The `Shopify-*` counterpart of an `X-Shopify-*` name.
+    pub fn events_name(legacy: &str) -> Option<&'static str> {
+        PAIRS
+            .iter()
+            .find(|(l, _)| *l == legacy)
+            .map(|(_, events)| *events)
+    }
+
+    /// Which header names a sender (the sandbox, `hookline-send`) uses.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum HeaderForm {
+        /// `X-Shopify-*` only, as classic webhook subscriptions send.
+        Legacy,
+        /// `Shopify-*` only, without a webhook id.
+        Events,
+        /// Both, with the same values, as Events deliveries send today.
+        #[default]
+        Both,
+    }
+
+    impl HeaderForm {
+        /// `legacy`, `events` or `both`.
+        pub fn parse(name: &str) -> Option<Self> {
+            match name {
+                "legacy" => Some(Self::Legacy),
+                "events" => Some(Self::Events),
+                "both" => Some(Self::Both),
+                _ => None,
+            }
+        }
+
+        /// The names to send the field named `legacy` (an `X-Shopify-*` name) under. Empty for
+        /// the webhook id in the Events form, which has none.
+        pub fn names(self, legacy: &'static str) -> Vec<&'static str> {
+            let events = events_name(legacy).filter(|_| legacy != WEBHOOK_ID);
+            match self {
+                Self::Legacy => vec![legacy],
+                Self::Events => events.into_iter().collect(),
+                Self::Both => std::iter::once(legacy).chain(events).collect(),
+            }
+        }
+    }
 }
 
 /// Names of the AMQP message headers every envelope is published with, so operators can read and
@@ -45,7 +126,8 @@ pub mod amqp_header {
     pub const IDEMPOTENCY_KEY: &str = "x-idempotency-key";
     /// Shopify's webhook id.
     pub const WEBHOOK_ID: &str = "x-shopify-webhook-id";
-    /// The Shopify topic (the routing key has `.` where the topic has `/`).
+    /// The Shopify topic (the routing key has `.` where a handled topic has `/`, and is
+    /// `unrouted.<topic>` for any other; see [`topics::routing_key`]).
     pub const TOPIC: &str = "x-shopify-topic";
     /// The shop domain.
     pub const SHOP_DOMAIN: &str = "x-shopify-shop-domain";
@@ -94,9 +176,9 @@ pub struct Envelope {
     /// hookline's own id for this envelope (UUIDv7: time-ordered, so ids sort by arrival).
     /// A Shopify retry of the same webhook gets a new `event_id` but the same `idempotency_key`.
     pub event_id: Uuid,
-    /// `X-Shopify-Webhook-Id`.
+    /// `X-Shopify-Webhook-Id`; for an Events delivery (which has none), its event id.
     pub webhook_id: String,
-    /// `X-Shopify-Event-Id`, when Shopify sent one.
+    /// `X-Shopify-Event-Id` (or `Shopify-Event-Id`), when Shopify sent one.
     pub shopify_event_id: Option<String>,
     /// Shopify topic, e.g. `orders/paid`.
     pub topic: String,
@@ -121,25 +203,27 @@ pub struct Envelope {
 /// The Shopify headers of one webhook, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookHeaders {
-    /// `X-Shopify-Topic`, well-formed (see [`topics::is_well_formed`]).
+    /// `X-Shopify-Topic` or `Shopify-Topic`: any printable topic (see [`topics::is_acceptable`]);
+    /// only the topics of [`topics::TOPICS`] reach a domain queue.
     pub topic: String,
-    /// `X-Shopify-Shop-Domain`, lowercased.
+    /// `X-Shopify-Shop-Domain` or `Shopify-Shop-Domain`, lowercased.
     pub shop_domain: String,
-    /// `X-Shopify-Webhook-Id`.
+    /// `X-Shopify-Webhook-Id` (or `Shopify-Webhook-Id`); for an Events delivery, which has none,
+    /// its event id.
     pub webhook_id: String,
-    /// `X-Shopify-API-Version`.
+    /// `X-Shopify-API-Version` or `Shopify-API-Version`.
     pub api_version: String,
-    /// `X-Shopify-Event-Id`, if sent.
+    /// `X-Shopify-Event-Id` or `Shopify-Event-Id`, if sent.
     pub event_id: Option<String>,
-    /// `X-Shopify-Triggered-At`, if sent and RFC 3339.
+    /// `X-Shopify-Triggered-At` or `Shopify-Triggered-At`, if sent and RFC 3339.
     pub triggered_at: Option<DateTime<Utc>>,
 }
 
 /// A required header is absent or unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
-    /// The header is not there (or empty).
-    #[error("required header {0} is missing")]
+    /// The header is not there (or empty), in neither form. Named by its `X-Shopify-*` name.
+    #[error("required header {0} (or its Shopify-* form) is missing")]
     Missing(&'static str),
     /// The header is there but cannot be used.
     #[error("header {header} is invalid: {reason}")]
@@ -149,36 +233,78 @@ pub enum HeaderError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// Both forms of a header are there with different values. Shopify sends the same value
+    /// under both names, and headers are not signed, so one of them was changed on the way:
+    /// neither is trusted.
+    #[error("headers {legacy} and {events} disagree")]
+    Conflict {
+        /// The `X-Shopify-*` name.
+        legacy: &'static str,
+        /// The `Shopify-*` name.
+        events: &'static str,
+    },
 }
 
 /// Longest value accepted for id-like headers; Shopify's are UUIDs or short numbers.
 const MAX_ID_LEN: usize = 255;
 
+/// Reads the field named `legacy` in either form through `get`: trimmed, empty taken as absent,
+/// and an error if both forms are there and differ (compared with `same`).
+pub fn either_form<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    legacy: &'static str,
+    same: impl Fn(&str, &str) -> bool,
+) -> Result<Option<&'a str>, HeaderError> {
+    let read = |name: &str| get(name).map(str::trim).filter(|v| !v.is_empty());
+    let events = header::events_name(legacy);
+    match (read(legacy), events.and_then(read)) {
+        (Some(a), Some(b)) if !same(a, b) => Err(HeaderError::Conflict {
+            legacy,
+            events: events.unwrap_or(legacy),
+        }),
+        (a, b) => Ok(a.or(b)),
+    }
+}
+
+fn exact(a: &str, b: &str) -> bool {
+    a == b
+}
+
 impl WebhookHeaders {
     /// Reads and checks the headers through `get`, which returns a header's value by lowercase
     /// name. Pure: the caller adapts whatever header map its HTTP framework has.
+    ///
+    /// Each field is read from its `X-Shopify-*` or its `Shopify-*` name, whichever is there;
+    /// when both are, they must agree ([`HeaderError::Conflict`] otherwise; shop domains are
+    /// compared case-insensitively). A webhook id is required unless an event id is there, which
+    /// then stands in for it (Events deliveries have only the event id).
     pub fn parse<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, HeaderError> {
-        let required = |name: &'static str| {
-            get(name)
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .ok_or(HeaderError::Missing(name))
-        };
+        let required =
+            |name: &'static str| either_form(&get, name, exact)?.ok_or(HeaderError::Missing(name));
         let topic = required(header::TOPIC)?;
-        if !topics::is_well_formed(topic) {
+        if !topics::is_acceptable(topic) {
             return Err(HeaderError::Invalid {
                 header: header::TOPIC,
-                reason: "expected resource/event in lowercase",
+                reason: "expected a topic of at most 100 visible ASCII characters",
             });
         }
-        let shop_domain = required(header::SHOP_DOMAIN)?.to_ascii_lowercase();
-        if !is_domain(&shop_domain) {
+        let shop_domain = either_form(&get, header::SHOP_DOMAIN, |a, b| a.eq_ignore_ascii_case(b))?
+            .ok_or(HeaderError::Missing(header::SHOP_DOMAIN))?
+            .to_ascii_lowercase();
+        if !is_shop_domain(&shop_domain) {
             return Err(HeaderError::Invalid {
                 header: header::SHOP_DOMAIN,
                 reason: "expected a host name",
             });
         }
-        let webhook_id = required(header::WEBHOOK_ID)?;
+        let event_id = either_form(&get, header::EVENT_ID, exact)?
+            .filter(|v| is_token(v))
+            .map(str::to_owned);
+        let webhook_id = match (either_form(&get, header::WEBHOOK_ID, exact)?, &event_id) {
+            (Some(id), _) => id,
+            (None, Some(event_id)) => event_id.as_str(),
+            (None, None) => return Err(HeaderError::Missing(header::WEBHOOK_ID)),
+        };
         if !is_token(webhook_id) {
             return Err(HeaderError::Invalid {
                 header: header::WEBHOOK_ID,
@@ -192,14 +318,10 @@ impl WebhookHeaders {
                 reason: "expected a version such as 2025-10",
             });
         }
-        let event_id = get(header::EVENT_ID)
-            .map(str::trim)
-            .filter(|v| is_token(v))
-            .map(str::to_owned);
         // An unparseable timestamp is informational only: dropping it is better than refusing a
         // genuine webhook, which Shopify would retry in vain and eventually unsubscribe.
-        let triggered_at = get(header::TRIGGERED_AT)
-            .and_then(|v| DateTime::parse_from_rfc3339(v.trim()).ok())
+        let triggered_at = either_form(&get, header::TRIGGERED_AT, exact)?
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
             .map(|t| t.with_timezone(&Utc));
         Ok(Self {
             topic: topic.to_owned(),
@@ -210,6 +332,12 @@ impl WebhookHeaders {
             triggered_at,
         })
     }
+}
+
+/// Whether `s` is a host name such as `example.myshopify.com` (lowercase it first): safe in
+/// idempotency keys and as a key of the shop allowlist.
+pub fn is_shop_domain(s: &str) -> bool {
+    is_domain(s)
 }
 
 fn is_domain(s: &str) -> bool {
@@ -248,7 +376,8 @@ pub enum EnvelopeError {
 impl Envelope {
     /// Builds the envelope of a verified webhook.
     ///
-    /// The idempotency key follows the topic's rule ([`idempotency::derive`]). For a topic we do
+    /// The idempotency key follows the topic's rule ([`idempotency::derive_for_webhook`]: the
+    /// event id, when Shopify sent one, for topics that repeat per resource). For a topic we do
     /// not know, or a payload missing the fields its rule needs, the key falls back to the
     /// webhook id: the event is still published (nothing is refused that Shopify signed), and the
     /// worker decides its fate, with a dead letter that names the problem if it cannot be handled.
@@ -265,10 +394,11 @@ impl Envelope {
         if !payload.get().starts_with('{') {
             return Err(EnvelopeError::NotAnObject);
         }
-        let idempotency_key = match idempotency::derive(
+        let idempotency_key = match idempotency::derive_for_webhook(
             &headers.shop_domain,
             &headers.topic,
             payload.get(),
+            headers.event_id.as_deref(),
         ) {
             Ok(key) => key,
             Err(error) => {
@@ -351,7 +481,7 @@ impl Envelope {
         Ok(serde_json::from_slice(bytes)?)
     }
 
-    /// The routing key on `hookline.events`.
+    /// The routing key on `hookline.events` (see [`topics::routing_key`]).
     pub fn routing_key(&self) -> String {
         topics::routing_key(&self.topic)
     }
@@ -433,6 +563,10 @@ mod tests {
         ] {
             let mut h = good_headers();
             h.remove(name);
+            if name == header::WEBHOOK_ID {
+                // The event id would stand in for it.
+                h.remove(header::EVENT_ID);
+            }
             assert_eq!(
                 WebhookHeaders::parse(|n| h.get(n).copied()),
                 Err(HeaderError::Missing(name))
@@ -443,7 +577,7 @@ mod tests {
     #[test]
     fn hostile_header_values_are_refused() {
         for (name, value) in [
-            (header::TOPIC, "orders.paid.#"),
+            (header::TOPIC, "orders paid"),
             (header::SHOP_DOMAIN, "evil:shop"),
             (header::SHOP_DOMAIN, "localhost"),
             (header::WEBHOOK_ID, "has space"),
@@ -458,6 +592,79 @@ mod tests {
                 "{name}={value}"
             );
         }
+    }
+
+    #[test]
+    fn the_shopify_form_alone_is_read_and_its_event_id_stands_in_for_the_webhook_id() {
+        let h = headers(&[
+            (header::events::TOPIC, "customer.tags_added"),
+            (header::events::SHOP_DOMAIN, "Example.myshopify.com"),
+            (header::events::API_VERSION, "2026-01"),
+            (header::events::EVENT_ID, "ev-9"),
+            (header::events::TRIGGERED_AT, "2026-11-20T15:16:40.123Z"),
+        ]);
+        let parsed = WebhookHeaders::parse(|n| h.get(n).copied()).unwrap();
+        assert_eq!(parsed.topic, "customer.tags_added");
+        assert_eq!(parsed.shop_domain, "example.myshopify.com");
+        assert_eq!(parsed.webhook_id, "ev-9");
+        assert_eq!(parsed.event_id.as_deref(), Some("ev-9"));
+        assert_eq!(parsed.api_version, "2026-01");
+        assert!(parsed.triggered_at.is_some());
+    }
+
+    #[test]
+    fn both_forms_must_agree() {
+        let mut h = good_headers();
+        for (legacy, events) in header::PAIRS {
+            if let Some(v) = h.get(legacy).copied() {
+                h.insert(events, v);
+            }
+        }
+        h.insert(header::events::SHOP_DOMAIN, "EXAMPLE.myshopify.com");
+        let both = WebhookHeaders::parse(|n| h.get(n).copied()).unwrap();
+        let alone = WebhookHeaders::parse(|n| good_headers().get(n).copied()).unwrap();
+        assert_eq!(both, alone, "agreeing forms read as one");
+        for (legacy, events, other) in [
+            (header::TOPIC, header::events::TOPIC, "orders/cancelled"),
+            (
+                header::SHOP_DOMAIN,
+                header::events::SHOP_DOMAIN,
+                "b.myshopify.com",
+            ),
+            (header::WEBHOOK_ID, header::events::WEBHOOK_ID, "w2"),
+            (header::EVENT_ID, header::events::EVENT_ID, "ev-2"),
+            (header::API_VERSION, header::events::API_VERSION, "2026-01"),
+            (
+                header::TRIGGERED_AT,
+                header::events::TRIGGERED_AT,
+                "2026-11-20T15:16:41Z",
+            ),
+        ] {
+            let mut conflicting = h.clone();
+            conflicting.insert(events, other);
+            assert_eq!(
+                WebhookHeaders::parse(|n| conflicting.get(n).copied()),
+                Err(HeaderError::Conflict { legacy, events }),
+                "{events}"
+            );
+        }
+    }
+
+    #[test]
+    fn header_forms_name_what_a_sender_sends() {
+        use header::HeaderForm;
+        assert_eq!(HeaderForm::Legacy.names(header::TOPIC), vec![header::TOPIC]);
+        assert_eq!(
+            HeaderForm::Both.names(header::HMAC),
+            vec![header::HMAC, header::events::HMAC]
+        );
+        assert_eq!(
+            HeaderForm::Events.names(header::EVENT_ID),
+            vec![header::events::EVENT_ID]
+        );
+        assert!(HeaderForm::Events.names(header::WEBHOOK_ID).is_empty());
+        assert_eq!(HeaderForm::parse("events"), Some(HeaderForm::Events));
+        assert_eq!(HeaderForm::parse("x"), None);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! appended for topics whose event legitimately repeats for one resource (see
 //! [`crate::topics::TOPICS`] for the rule of each topic). It depends only on the shop, the topic
 //! and the payload, never on delivery metadata, so Shopify's retries, RabbitMQ redeliveries and a
-//! copy of the same change found by the reconciliation poller all get the same key.
+//! copy of the same change found by the reconciliation poller all get the same key. The one
+//! exception is Shopify's event id, which is the same on every retry of one event: topics that
+//! repeat per resource are keyed by it when a webhook carries one ([`derive_for_webhook`]).
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -28,6 +30,13 @@ impl IdempotencyKey {
     /// delivery. Such events still travel, and the worker decides what to do with them.
     pub fn from_webhook_id(shop_domain: &str, topic: &str, webhook_id: &str) -> Self {
         Self(format!("{shop_domain}:{topic}:webhook:{webhook_id}"))
+    }
+
+    /// A key from Shopify's event id (`X-Shopify-Event-Id`), which Shopify names as the thing to
+    /// deduplicate on: the same on every retry of one event, different for every real change.
+    /// Namespaced by topic because one event can trigger several topics.
+    pub fn from_event_id(shop_domain: &str, topic: &str, event_id: &str) -> Self {
+        Self(format!("{shop_domain}:{topic}:event:{event_id}"))
     }
 }
 
@@ -140,6 +149,30 @@ pub fn derive(shop_domain: &str, topic: &str, payload: &str) -> Result<Idempoten
     Ok(IdempotencyKey(key))
 }
 
+/// The key of a webhook: for a topic whose event repeats per resource ([`KeyRule::repeats`]) and
+/// a webhook that carries an event id, [`IdempotencyKey::from_event_id`]; otherwise
+/// [`derive`].
+///
+/// Why only those topics: their `updated_at` has one-second precision, so two real changes in
+/// one second (two sales of one item) would share a key and the second would be dropped as a
+/// duplicate. Topics that happen once per resource keep their business key, so that a copy of
+/// the same change found by reconciliation (which has no event id) still meets the webhook's
+/// key. Repeating topics' reconciled copies get a key of their own, which is harmless: their
+/// effect is a versioned upsert that applies a change at most once.
+pub fn derive_for_webhook(
+    shop_domain: &str,
+    topic: &str,
+    payload: &str,
+    event_id: Option<&str>,
+) -> Result<IdempotencyKey, KeyError> {
+    match (topics::lookup(topic), event_id) {
+        (Some(spec), Some(event_id)) if spec.key.repeats() => {
+            Ok(IdempotencyKey::from_event_id(shop_domain, topic, event_id))
+        }
+        _ => derive(shop_domain, topic, payload),
+    }
+}
+
 /// RFC 3339 timestamps in UTC; anything unparseable is kept as sent (still deterministic).
 fn normalise_timestamp(value: &str) -> String {
     match DateTime::parse_from_rfc3339(value) {
@@ -245,6 +278,37 @@ mod tests {
         assert!(
             derive(SHOP, "orders/paid", r#"{"id":"a:b"}"#).is_err(),
             "a ':' would make keys ambiguous"
+        );
+    }
+
+    #[test]
+    fn repeating_topics_are_keyed_by_their_event_id_when_there_is_one() {
+        let sale = r#"{"inventory_item_id":1,"location_id":2,"available":5,"updated_at":"2026-11-20T10:16:40-05:00"}"#;
+        let next_sale = r#"{"inventory_item_id":1,"location_id":2,"available":4,"updated_at":"2026-11-20T10:16:40-05:00"}"#;
+        let topic = "inventory_levels/update";
+        let a = derive_for_webhook(SHOP, topic, sale, Some("ev-1")).unwrap();
+        let b = derive_for_webhook(SHOP, topic, next_sale, Some("ev-2")).unwrap();
+        assert_ne!(a, b, "two changes in one second are two keys");
+        assert_eq!(
+            a.as_str(),
+            "example.myshopify.com:inventory_levels/update:event:ev-1"
+        );
+        assert_eq!(
+            derive_for_webhook(SHOP, topic, sale, Some("ev-1")).unwrap(),
+            a,
+            "a retry of one event"
+        );
+        // Without an event id (reconciliation, replays), the old rule.
+        assert_eq!(
+            derive_for_webhook(SHOP, topic, sale, None).unwrap(),
+            derive(SHOP, topic, sale).unwrap()
+        );
+        // Once-per-resource topics keep their business key.
+        assert_eq!(
+            derive_for_webhook(SHOP, "orders/paid", r#"{"id":7}"#, Some("ev-3"))
+                .unwrap()
+                .as_str(),
+            "example.myshopify.com:orders/paid:7"
         );
     }
 

@@ -17,9 +17,13 @@ const TAG_LEN: usize = 32;
 /// Why a body was not accepted as signed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    /// No `X-Shopify-Hmac-Sha256` header, or an empty one.
-    #[error("the X-Shopify-Hmac-Sha256 header is missing")]
+    /// No `X-Shopify-Hmac-Sha256` (or `Shopify-Hmac-Sha256`) header, or an empty one.
+    #[error("the X-Shopify-Hmac-Sha256 (or Shopify-Hmac-Sha256) header is missing")]
     Missing,
+    /// Both `X-Shopify-Hmac-Sha256` and `Shopify-Hmac-Sha256` are there, with different values:
+    /// Shopify sends one signature under both names, so one was changed on the way.
+    #[error("the X-Shopify-Hmac-Sha256 and Shopify-Hmac-Sha256 headers disagree")]
+    Conflicting,
     /// The header is not base64 of a 32-byte tag (hex, truncated, garbage).
     #[error("the X-Shopify-Hmac-Sha256 header is not a base64 HMAC-SHA256")]
     Malformed,

@@ -74,6 +74,19 @@ pub enum KeyRule {
     WebhookId,
 }
 
+impl KeyRule {
+    /// Whether the event legitimately repeats for one resource. For these topics a webhook's key
+    /// is its event id when Shopify sends one (see [`crate::idempotency::derive_for_webhook`]):
+    /// `updated_at` has one-second precision, and two real changes within one second must not
+    /// collapse into one.
+    pub fn repeats(self) -> bool {
+        matches!(
+            self,
+            KeyRule::IdAndUpdatedAt | KeyRule::InventoryLevelAndUpdatedAt
+        )
+    }
+}
+
 /// One known topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -94,6 +107,8 @@ pub struct TopicSpec {
 ///   `updated_at`.
 /// - `inventory_levels/update` and `inventory_levels/connect`: repeat per item and location,
 ///   item + location + `updated_at`.
+/// - For all the repeating ones above, a webhook that carries Shopify's event id is keyed by it
+///   instead ([`KeyRule::repeats`]); reconciled copies and replays without one keep the rule.
 /// - `inventory_levels/disconnect`: Shopify sends only item and location, so the key is those two;
 ///   a disconnect → connect → disconnect cycle within the dedupe window would be taken as a
 ///   duplicate, which is harmless because disconnecting twice has the same effect as once.
@@ -158,9 +173,25 @@ pub fn lookup(topic: &str) -> Option<&'static TopicSpec> {
 /// Longest topic we accept; Shopify's longest is about 40 characters.
 pub const MAX_TOPIC_LEN: usize = 100;
 
-/// Whether `topic` is shaped like a Shopify topic (`resource/event`, lowercase letters, digits
-/// and `_`). Anything else is refused at the edge: it becomes part of a routing key, a metrics
-/// label and an idempotency key, where `.`, `#`, `*` or `:` would change their meaning.
+/// First word of the routing key of every topic not in [`TOPICS`]. No binding of
+/// `hookline.events` starts with it (a test checks), so such a topic always ends in
+/// `hookline.unrouted` through the alternate exchange, whatever dots it holds.
+pub const UNROUTED_PREFIX: &str = "unrouted";
+
+/// Whether a topic header is accepted at all: 1 to [`MAX_TOPIC_LEN`] visible ASCII characters.
+///
+/// Anything printable passes, in any form Shopify uses or may use (`orders/paid`, the Events
+/// deliveries' dotted `customer.tags_added`, upper case): the body is signed, and a refused
+/// webhook is retried by Shopify and finally unsubscribed. An unknown topic cannot change any
+/// routing, since only topics of [`TOPICS`] are routed by their name ([`routing_key`]), and it
+/// never becomes a metrics label (those use `unknown`).
+pub fn is_acceptable(topic: &str) -> bool {
+    !topic.is_empty() && topic.len() <= MAX_TOPIC_LEN && topic.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Whether `topic` has the classic shape of a Shopify topic (`resource/event`, lowercase
+/// letters, digits and `_`). Not a condition of acceptance (see [`is_acceptable`]): other forms
+/// exist, such as the dotted topics of Events deliveries.
 pub fn is_well_formed(topic: &str) -> bool {
     let mut parts = topic.split('/');
     let ok_part = |p: &str| {
@@ -172,9 +203,17 @@ pub fn is_well_formed(topic: &str) -> bool {
         && matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(b), None) if ok_part(a) && ok_part(b))
 }
 
-/// The AMQP routing key of a topic: `orders/paid` → `orders.paid`.
+/// The AMQP routing key of a topic: `orders/paid` → `orders.paid` for a topic of [`TOPICS`];
+/// `unrouted.<topic>` for any other, so that its own dots (word separators on a topic exchange)
+/// can never make it match a domain's binding: `shop.redact` sent as a topic name is not
+/// `shop/redact`, and `orders/edited` (not handled) is kept in `hookline.unrouted` rather than
+/// dead-lettered by the orders domain.
 pub fn routing_key(topic: &str) -> String {
-    topic.replace('/', ".")
+    if lookup(topic).is_some() {
+        topic.replace('/', ".")
+    } else {
+        format!("{UNROUTED_PREFIX}.{topic}")
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +246,55 @@ mod tests {
             routing_key("inventory_levels/update"),
             "inventory_levels.update"
         );
+    }
+
+    #[test]
+    fn unknown_topics_match_no_binding_whatever_their_dots() {
+        for topic in [
+            "customer.tags_added",
+            "shop.redact",
+            "orders.paid",
+            "orders/edited",
+            "customers/create",
+            "ORDERS_PAID",
+            "orders.#",
+            "#",
+            "*.redact",
+        ] {
+            let key = routing_key(topic);
+            assert!(key.starts_with("unrouted."), "{topic} → {key}");
+            for d in Domain::ALL {
+                assert!(
+                    !d.bindings().iter().any(|p| binding_matches(p, &key)),
+                    "{topic} would reach {d}"
+                );
+            }
+        }
+        for d in Domain::ALL {
+            for pattern in d.bindings() {
+                let first = pattern.split('.').next().unwrap_or_default();
+                assert!(
+                    first != UNROUTED_PREFIX && first != "#" && first != "*",
+                    "{pattern} could catch unrouted topics"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn any_printable_topic_is_acceptable() {
+        for ok in [
+            "orders/paid",
+            "customer.tags_added",
+            "ORDERS_PAID",
+            "orders.#",
+        ] {
+            assert!(is_acceptable(ok), "{ok}");
+        }
+        for bad in ["", "orders paid", "orders/\u{e9}", "a\tb"] {
+            assert!(!is_acceptable(bad), "{bad:?}");
+        }
+        assert!(!is_acceptable(&"a".repeat(MAX_TOPIC_LEN + 1)));
     }
 
     #[test]

@@ -35,8 +35,13 @@ pub struct Settings {
     /// each channel in one Erlang process, so a few channels let confirms proceed in parallel.
     pub amqp_channels: usize,
     /// `HOOKLINE_SHOPIFY_SECRETS`: comma-separated app client secrets; all are accepted, so a
-    /// secret can be rotated without downtime. Required.
+    /// secret can be rotated without downtime. Required, unless every shop of `HOOKLINE_SHOPS`
+    /// has a secret of its own.
     pub shopify_secrets: Vec<Secret>,
+    /// `HOOKLINE_SHOPS`: when set, the only shops whose webhooks are accepted, comma-separated;
+    /// `shop=secret` gives a shop its own secret (repeat the shop to rotate it), checked instead
+    /// of `HOOKLINE_SHOPIFY_SECRETS`. Unset: any shop, signed with `HOOKLINE_SHOPIFY_SECRETS`.
+    pub shops: Option<Vec<ShopSetting>>,
     /// `HOOKLINE_MAX_BODY_BYTES`, default 2 MiB. Larger bodies are refused with 413 before being read.
     pub max_body_bytes: usize,
     /// `HOOKLINE_CONFIRM_TIMEOUT_MS`, default 2000: how long a request waits for the broker's
@@ -50,6 +55,52 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `HOOKLINE_LOG_FORMAT`: `json` or `text` (default).
     pub log_format: LogFormat,
+}
+
+/// One entry of `HOOKLINE_SHOPS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopSetting {
+    /// The shop, lowercased: `example.myshopify.com`.
+    pub domain: String,
+    /// The shop's own client secret, if it has one.
+    pub secret: Option<Secret>,
+}
+
+/// Parses `HOOKLINE_SHOPS`. Strict, because a typo here would silently refuse a shop's webhooks
+/// (or accept them under the wrong secret): every entry must be a host name, optionally followed
+/// by `=` and a non-empty secret. Errors show the entry without its secret.
+fn parse_shops(value: &str) -> Result<Vec<ShopSetting>, SettingsError> {
+    let invalid = |entry: &str, reason| SettingsError::Invalid {
+        name: "HOOKLINE_SHOPS",
+        value: match entry.split_once('=') {
+            Some((domain, _)) => format!("{}=***", domain.trim()),
+            None => entry.trim().to_owned(),
+        },
+        reason,
+    };
+    value
+        .split(',')
+        .map(|entry| {
+            let (domain, secret) = match entry.split_once('=') {
+                Some((domain, secret)) => (domain.trim(), Some(secret.trim())),
+                None => (entry.trim(), None),
+            };
+            let domain = domain.to_ascii_lowercase();
+            if domain.is_empty() {
+                return Err(invalid(entry, "expected shop domains separated by commas, each optionally =secret; found an empty entry"));
+            }
+            if !hookline_core::envelope::is_shop_domain(&domain) {
+                return Err(invalid(entry, "expected a shop domain such as example.myshopify.com"));
+            }
+            if secret.is_some_and(str::is_empty) {
+                return Err(invalid(entry, "expected a secret after `=`"));
+            }
+            Ok(ShopSetting {
+                domain,
+                secret: secret.map(Secret::new),
+            })
+        })
+        .collect()
 }
 
 impl Settings {
@@ -69,7 +120,14 @@ impl Settings {
             .filter(|s| !s.is_empty())
             .map(Secret::new)
             .collect();
-        if shopify_secrets.is_empty() {
+        let shops = env
+            .get("HOOKLINE_SHOPS")
+            .map(|v| parse_shops(&v))
+            .transpose()?;
+        let every_shop_has_a_secret = shops
+            .as_ref()
+            .is_some_and(|shops| shops.iter().all(|s| s.secret.is_some()));
+        if shopify_secrets.is_empty() && !every_shop_has_a_secret {
             return Err(SettingsError::Missing {
                 name: "HOOKLINE_SHOPIFY_SECRETS",
                 hint: "give the Shopify app's client secret (several, comma-separated, during a rotation)",
@@ -129,6 +187,7 @@ impl Settings {
                 )?
                 .max(1),
             shopify_secrets,
+            shops,
             max_body_bytes: env.parse(
                 "HOOKLINE_MAX_BODY_BYTES",
                 2 * 1024 * 1024,
@@ -191,6 +250,58 @@ mod tests {
         assert_eq!(s.http_keep_alive, Duration::from_secs(5));
         assert_eq!(s.topology.queue_max_length, 100_000);
         assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn shops_are_an_allowlist_with_optional_secrets_of_their_own() {
+        let s = settings(&[("HOOKLINE_SHOPIFY_SECRETS", "g")]).unwrap();
+        assert_eq!(s.shops, None, "unset: any shop");
+        let s = settings(&[
+            ("HOOKLINE_SHOPIFY_SECRETS", "g"),
+            ("HOOKLINE_SHOPS", " A.myshopify.com=sa , b.myshopify.com"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.shops,
+            Some(vec![
+                ShopSetting {
+                    domain: "a.myshopify.com".into(),
+                    secret: Some(Secret::new("sa"))
+                },
+                ShopSetting {
+                    domain: "b.myshopify.com".into(),
+                    secret: None
+                },
+            ])
+        );
+        // Every shop with its own secret: no global secret needed.
+        assert!(settings(&[("HOOKLINE_SHOPS", "a.myshopify.com=sa")]).is_ok());
+        // A shop without one needs the global secrets.
+        let err =
+            settings(&[("HOOKLINE_SHOPS", "a.myshopify.com=sa,b.myshopify.com")]).unwrap_err();
+        assert!(
+            err.to_string().contains("HOOKLINE_SHOPIFY_SECRETS"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_shop_list_is_refused_without_showing_secrets() {
+        for bad in [
+            "a.myshopify.com,,b.myshopify.com",
+            "a.myshopify.com,",
+            "a.myshopify.com=",
+            "=topsecret",
+            "localhost=topsecret",
+            "a b.myshopify.com=topsecret",
+            "https://a.myshopify.com",
+        ] {
+            let err = settings(&[("HOOKLINE_SHOPIFY_SECRETS", "g"), ("HOOKLINE_SHOPS", bad)])
+                .unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("HOOKLINE_SHOPS"), "{bad}: {text}");
+            assert!(!text.contains("topsecret"), "{bad}: {text}");
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@ use actix_web::dev::{AppConfig, Server, ServerHandle};
 use actix_web::rt::net::TcpStream;
 use actix_web::{App, web};
 use anyhow::Context;
-use hookline_core::Verifier;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
@@ -18,12 +17,13 @@ use crate::connection::{self, Watchdog};
 use crate::publish::{Publisher, PublisherSettings};
 use crate::routes::{health, webhook};
 use crate::settings::Settings;
+use crate::verify::Secrets;
 use hookline_telemetry as telemetry;
 
 /// What every request handler shares.
 pub struct AppState {
-    /// Checks signatures against every configured secret.
-    pub verifier: Verifier,
+    /// Checks signatures against the configured secrets of the shop a request names.
+    pub secrets: Secrets,
     /// Publishes with confirms over a self-healing connection.
     pub publisher: Publisher,
     /// Bodies above this are refused with 413.
@@ -46,13 +46,8 @@ impl Application {
     /// Binds the listener (port 0 picks a free one) and starts connecting to the broker.
     /// Must be called inside a Tokio runtime.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let verifier = Verifier::new(
-            settings
-                .shopify_secrets
-                .iter()
-                .map(|s| s.expose().as_bytes()),
-        )
-        .context("invalid HOOKLINE_SHOPIFY_SECRETS")?;
+        let secrets = Secrets::new(&settings.shopify_secrets, settings.shops.as_deref())
+            .context("invalid HOOKLINE_SHOPIFY_SECRETS or HOOKLINE_SHOPS")?;
         let listener = TcpListener::bind(&settings.http_addr)
             .with_context(|| format!("cannot bind HOOKLINE_HTTP_ADDR={}", settings.http_addr))?;
         // The standard library listens with a backlog of 128; a burst of webhooks beyond it
@@ -70,7 +65,7 @@ impl Application {
             topology: settings.topology,
         });
         let state = web::Data::new(AppState {
-            verifier,
+            secrets,
             publisher: publisher.clone(),
             max_body_bytes: settings.max_body_bytes,
             client_timeout: settings.http_client_timeout,

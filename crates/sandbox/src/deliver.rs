@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use hookline_core::envelope::header;
+use hookline_core::envelope::header::{self, HeaderForm};
 use hookline_core::signature::sign;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -36,6 +36,9 @@ pub struct Plan {
     pub concurrency: usize,
     /// Retries after a 5xx or a connection error (Shopify retries for hours; tests need less).
     pub retries: u32,
+    /// Which header names to send: `legacy` (`X-Shopify-*`), `events` (`Shopify-*`, no webhook
+    /// id) or `both` (the default, as Shopify's Events deliveries do today).
+    pub header_form: HeaderForm,
 }
 
 impl Default for Plan {
@@ -46,6 +49,7 @@ impl Default for Plan {
             reorder_rate: 0.0,
             concurrency: 8,
             retries: 20,
+            header_form: HeaderForm::default(),
         }
     }
 }
@@ -94,7 +98,8 @@ pub async fn deliver(
         } else {
             1
         };
-        jobs.push((index, copies, uuid_v4()));
+        // A duplicate is Shopify's retry of one delivery: same webhook id, same event id.
+        jobs.push((index, copies, uuid_v4(), uuid_v4()));
     }
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -102,31 +107,34 @@ pub async fn deliver(
         .unwrap_or_default();
     let results: Vec<(usize, usize, Option<DateTime<Utc>>)> =
         futures_util::StreamExt::collect(futures_util::StreamExt::buffer_unordered(
-            futures_util::stream::iter(jobs.into_iter().map(|(index, copies, webhook_id)| {
-                let client = client.clone();
-                let webhook = &webhooks[index];
-                async move {
-                    let mut requests = 0;
-                    let mut first_ok = None;
-                    for _ in 0..copies {
-                        let (n, ok) = send(
-                            &client,
-                            url,
-                            secret,
-                            shop,
-                            webhook,
-                            &webhook_id,
-                            plan.retries,
-                        )
-                        .await;
-                        requests += n;
-                        if ok && first_ok.is_none() {
-                            first_ok = Some(Utc::now());
+            futures_util::stream::iter(jobs.into_iter().map(
+                |(index, copies, webhook_id, event_id)| {
+                    let client = client.clone();
+                    let webhook = &webhooks[index];
+                    async move {
+                        let mut requests = 0;
+                        let mut first_ok = None;
+                        for _ in 0..copies {
+                            let (n, ok) = send(
+                                &client,
+                                Target { url, secret, shop },
+                                webhook,
+                                Ids {
+                                    webhook_id: &webhook_id,
+                                    event_id: &event_id,
+                                },
+                                plan,
+                            )
+                            .await;
+                            requests += n;
+                            if ok && first_ok.is_none() {
+                                first_ok = Some(Utc::now());
+                            }
                         }
+                        (index, requests, first_ok)
                     }
-                    (index, requests, first_ok)
-                }
-            })),
+                },
+            )),
             plan.concurrency.max(1),
         ))
         .await;
@@ -143,31 +151,52 @@ pub async fn deliver(
     report
 }
 
+/// Where and as whom to deliver.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    url: &'a str,
+    secret: &'a str,
+    shop: &'a str,
+}
+
+/// The ids of one delivery, kept on its retries.
+#[derive(Clone, Copy)]
+struct Ids<'a> {
+    webhook_id: &'a str,
+    event_id: &'a str,
+}
+
 async fn send(
     client: &reqwest::Client,
-    url: &str,
-    secret: &str,
-    shop: &str,
+    target: Target<'_>,
     webhook: &Webhook,
-    webhook_id: &str,
-    retries: u32,
+    ids: Ids<'_>,
+    plan: &Plan,
 ) -> (usize, bool) {
-    let signature = sign(secret.as_bytes(), webhook.body.as_bytes());
+    let signature = sign(target.secret.as_bytes(), webhook.body.as_bytes());
+    // One event, one trigger time: a retry repeats it, as Shopify's do.
+    let triggered_at = Utc::now().to_rfc3339();
+    let fields = [
+        (header::HMAC, signature.as_str()),
+        (header::TOPIC, webhook.topic.as_str()),
+        (header::SHOP_DOMAIN, target.shop),
+        (header::API_VERSION, "2025-10"),
+        (header::WEBHOOK_ID, ids.webhook_id),
+        (header::EVENT_ID, ids.event_id),
+        (header::TRIGGERED_AT, triggered_at.as_str()),
+    ];
     let mut requests = 0;
-    for attempt in 0..=retries {
+    for attempt in 0..=plan.retries {
         requests += 1;
-        let sent = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header(header::HMAC, &signature)
-            .header(header::TOPIC, &webhook.topic)
-            .header(header::SHOP_DOMAIN, shop)
-            .header(header::API_VERSION, "2025-10")
-            .header(header::WEBHOOK_ID, webhook_id)
-            .header(header::TRIGGERED_AT, Utc::now().to_rfc3339())
-            .body(webhook.body.clone())
-            .send()
-            .await;
+        let mut request = client
+            .post(target.url)
+            .header("content-type", "application/json");
+        for (legacy, value) in fields {
+            for name in plan.header_form.names(legacy) {
+                request = request.header(name, value);
+            }
+        }
+        let sent = request.body(webhook.body.clone()).send().await;
         match sent {
             Ok(r) if r.status().is_success() => return (requests, true),
             Ok(r) if r.status().is_client_error() => return (requests, false),

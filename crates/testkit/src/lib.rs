@@ -341,13 +341,19 @@ impl Drop for TestRedis {
 
 /// An envelope as the ingestor would build it from a signed webhook.
 pub fn envelope(topic: &str, shop: &str, body: &str) -> Envelope {
+    envelope_with(topic, shop, body, &[])
+}
+
+/// [`envelope`], with more Shopify headers (lowercase names, e.g. [`header::EVENT_ID`] or
+/// [`header::TRIGGERED_AT`]), as a webhook that carried them.
+pub fn envelope_with(topic: &str, shop: &str, body: &str, extra: &[(&str, &str)]) -> Envelope {
     let webhook_id = uuid::Uuid::new_v4().to_string();
     let headers = WebhookHeaders::parse(|name| match name {
         header::TOPIC => Some(topic),
         header::SHOP_DOMAIN => Some(shop),
         header::WEBHOOK_ID => Some(webhook_id.as_str()),
         header::API_VERSION => Some("2025-10"),
-        _ => None,
+        other => extra.iter().find(|(n, _)| *n == other).map(|(_, v)| *v),
     })
     .expect("valid test headers");
     let verified = Verifier::new([SECRET])

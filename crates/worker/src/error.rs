@@ -41,6 +41,11 @@ pub enum HandlerError {
     /// letter says why; replay it once the books are right, or archive it).
     #[error("needs review: {0}")]
     NeedsReview(String),
+    /// The payload does not belong to the envelope's headers: another shop's, or another
+    /// topic's shape (a `customers/redact` body sent as `shop/redact`). Only the body is signed,
+    /// so headers can be changed on the way; nothing is done, and a person looks at it.
+    #[error("relabelled: {0}")]
+    Relabelled(String),
     /// The event needs a document that does not exist yet (a refund of an order whose invoice is
     /// not booked yet): retried, and dead-lettered if it never appears.
     #[error("waiting for another step: {0}")]
@@ -182,6 +187,9 @@ impl HandlerError {
             },
             HandlerError::NeedsReview(_) => DeadLetter {
                 reason: "needs_review",
+            },
+            HandlerError::Relabelled(_) => DeadLetter {
+                reason: "relabelled",
             },
             HandlerError::Waiting(_) => retry("waiting_for_dependency", None),
             HandlerError::OrderBusy => Retry {
@@ -333,6 +341,16 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_relabelled_payload_is_dead_lettered_at_once() {
+        assert_eq!(
+            HandlerError::Relabelled("x".into()).disposition(),
+            Disposition::DeadLetter {
+                reason: "relabelled"
+            }
+        );
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "sevdesk_update_2",
         include_str!("../../../migrations/0009_sevdesk_update_2.sql"),
     ),
+    (
+        10,
+        "stock_triggered_at",
+        include_str!("../../../migrations/0010_stock_triggered_at.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use hookline_core::envelope::header;
+use hookline_core::envelope::header::{self, HeaderForm};
 use hookline_core::signature::sign;
 
 /// Sign a Shopify webhook body and POST it to a hookline ingestor.
@@ -38,17 +38,26 @@ struct Args {
     /// X-Shopify-API-Version.
     #[arg(long, default_value = "2025-10")]
     api_version: String,
-    /// X-Shopify-Webhook-Id; a fresh UUID by default. Reuse one to play a Shopify retry.
+    /// X-Shopify-Webhook-Id; a fresh UUID by default. Reuse one (and the event id) to play a
+    /// Shopify retry.
     #[arg(long)]
     webhook_id: Option<String>,
     /// X-Shopify-Event-Id; a fresh UUID by default.
     #[arg(long)]
     event_id: Option<String>,
+    /// Header names: `legacy` (X-Shopify-*), `events` (Shopify-*, without a webhook id, as
+    /// Shopify's Events deliveries) or `both` (the same values under both names).
+    #[arg(long, default_value = "legacy", value_parser = parse_form)]
+    header_form: HeaderForm,
     /// Retries after a 503 or a connection error, waiting as Shopify would (Retry-After, else 1 s).
     #[arg(long, default_value_t = 0)]
     retries: u32,
     /// The body: a file, or `-` for standard input.
     body: String,
+}
+
+fn parse_form(name: &str) -> Result<HeaderForm, String> {
+    HeaderForm::parse(name).ok_or_else(|| format!("{name:?}: expected legacy, events or both"))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -79,25 +88,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let event_id = args
         .event_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let triggered_at = chrono::Utc::now().to_rfc3339();
+    let fields = [
+        (header::HMAC, signature.as_str()),
+        (header::TOPIC, args.topic.as_str()),
+        (header::SHOP_DOMAIN, args.shop.as_str()),
+        (header::API_VERSION, args.api_version.as_str()),
+        (header::WEBHOOK_ID, webhook_id.as_str()),
+        (header::EVENT_ID, event_id.as_str()),
+        (header::TRIGGERED_AT, triggered_at.as_str()),
+    ];
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let sent = client
+        let mut request = client
             .post(&args.url)
-            .header("content-type", "application/json")
-            .header(header::HMAC, &signature)
-            .header(header::TOPIC, &args.topic)
-            .header(header::SHOP_DOMAIN, &args.shop)
-            .header(header::API_VERSION, &args.api_version)
-            .header(header::WEBHOOK_ID, &webhook_id)
-            .header(header::EVENT_ID, &event_id)
-            .header(header::TRIGGERED_AT, chrono::Utc::now().to_rfc3339())
-            .body(body.clone())
-            .send()
-            .await;
+            .header("content-type", "application/json");
+        for (legacy, value) in fields {
+            for name in args.header_form.names(legacy) {
+                request = request.header(name, value);
+            }
+        }
+        let sent = request.body(body.clone()).send().await;
         let wait = match sent {
             Ok(response) => {
                 let status = response.status();

@@ -37,7 +37,7 @@ pub enum WebhookError {
     /// 408: the body did not arrive within `HOOKLINE_HTTP_CLIENT_TIMEOUT_MS` of the head.
     #[error("the request body did not arrive within {0:?}")]
     SlowBody(Duration),
-    /// 401 / 415 / 400 from the verification step.
+    /// 401 / 415 / 400 / 403 from the verification step.
     #[error(transparent)]
     Verify(#[from] VerifyError),
     /// 400: the verified body is not a JSON object.
@@ -69,6 +69,10 @@ impl WebhookError {
             WebhookError::Verify(VerifyError::Headers(HeaderError::Invalid { .. })) => {
                 "invalid_header"
             }
+            WebhookError::Verify(VerifyError::Headers(HeaderError::Conflict { .. })) => {
+                "conflicting_headers"
+            }
+            WebhookError::Verify(VerifyError::ShopNotAllowed(_)) => "shop_not_allowed",
             WebhookError::Envelope(_) => "invalid_json",
             WebhookError::Unavailable(_) => "broker_unavailable",
         }
@@ -84,6 +88,7 @@ impl ResponseError for WebhookError {
             WebhookError::Verify(VerifyError::Signature(_)) => StatusCode::UNAUTHORIZED,
             WebhookError::Verify(VerifyError::ContentType) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             WebhookError::Verify(VerifyError::Headers(_)) => StatusCode::BAD_REQUEST,
+            WebhookError::Verify(VerifyError::ShopNotAllowed(_)) => StatusCode::FORBIDDEN,
             WebhookError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -200,7 +205,7 @@ async fn ingest(
     .await
     .unwrap_or(Err(WebhookError::SlowBody(state.client_timeout)))
     .map_err(|e| ("unverified", e))?;
-    let verified = verify(&state.verifier, body, |name| request.headers().get(name).and_then(|v| v.to_str().ok())).map_err(|e| {
+    let verified = verify(&state.secrets, body, |name| request.headers().get(name).and_then(|v| v.to_str().ok())).map_err(|e| {
         if let VerifyError::Signature(reason) = &e {
             metrics::counter!("hookline_ingest_verify_failures_total", "reason" => signature_reason(reason)).increment(1);
         }
@@ -238,6 +243,7 @@ fn signature_reason(e: &SignatureError) -> &'static str {
         SignatureError::Missing => "missing",
         SignatureError::Malformed => "malformed",
         SignatureError::Mismatch => "mismatch",
+        SignatureError::Conflicting => "conflicting",
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use hookline_core::envelope::header;
+use hookline_core::envelope::header::{self, HeaderForm};
 use hookline_core::signature::sign;
 use hookline_ingestor::settings::Settings;
 use hookline_ingestor::startup::Application;
@@ -32,6 +32,8 @@ pub struct AppOptions {
     pub client_timeout_ms: Option<u64>,
     /// `HOOKLINE_HTTP_KEEP_ALIVE_MS`.
     pub keep_alive_ms: Option<u64>,
+    /// `HOOKLINE_SHOPS`.
+    pub shops: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -44,6 +46,7 @@ impl Default for AppOptions {
             amqp_url: None,
             client_timeout_ms: None,
             keep_alive_ms: None,
+            shops: None,
         }
     }
 }
@@ -78,6 +81,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     if let Some(ms) = options.keep_alive_ms {
         env.push(("HOOKLINE_HTTP_KEEP_ALIVE_MS", ms.to_string()));
+    }
+    if let Some(shops) = &options.shops {
+        env.push(("HOOKLINE_SHOPS", shops.clone()));
     }
     let settings = Settings::from_lookup(|k| {
         env.iter()
@@ -121,6 +127,8 @@ pub struct Webhook {
     pub content_type: Option<String>,
     pub headers: Vec<(String, String)>,
     pub omit: Vec<&'static str>,
+    /// Names the default headers are sent under (`X-Shopify-*` unless a test says otherwise).
+    pub form: HeaderForm,
 }
 
 impl Webhook {
@@ -133,7 +141,13 @@ impl Webhook {
             content_type: Some("application/json".into()),
             headers: vec![],
             omit: vec![],
+            form: HeaderForm::Legacy,
         }
+    }
+
+    pub fn form(mut self, form: HeaderForm) -> Self {
+        self.form = form;
+        self
     }
 
     pub fn fixture(name: &str) -> Vec<u8> {
@@ -193,10 +207,14 @@ impl TestApp {
                 Some("2026-11-20T15:16:40.123Z".to_string()),
             ),
         ];
-        for (name, value) in defaults {
-            let overridden = webhook.headers.iter().any(|(n, _)| n == name);
-            if let (Some(value), false, false) = (value, webhook.omit.contains(&name), overridden) {
-                request = request.header(name, value);
+        for (legacy, value) in defaults {
+            for name in webhook.form.names(legacy) {
+                let overridden = webhook.headers.iter().any(|(n, _)| n == name);
+                if let (Some(value), false, false) =
+                    (&value, webhook.omit.contains(&name), overridden)
+                {
+                    request = request.header(name, value);
+                }
             }
         }
         for (name, value) in &webhook.headers {

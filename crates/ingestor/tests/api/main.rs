@@ -4,4 +4,6 @@
 mod abuse;
 mod broker;
 mod helpers;
+mod shopify_forms;
+mod shops;
 mod webhook;

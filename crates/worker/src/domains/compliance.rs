@@ -10,13 +10,20 @@
 //! - `customers/redact`: the orders named in `orders_to_redact` lose their order name and contact
 //!   id (`redacted_at` is set); archived dead letters about the customer (their `customer.id`,
 //!   e-mail, or one of those orders) lose body and payload; queued dead letters about the customer
-//!   are taken out of the queues and archived without body and payload.
+//!   are taken out of the queues and archived without body and payload; earlier exports of
+//!   `customers/data_request` about the customer are deleted. Shopify may send only the
+//!   customer's e-mail, without `customer.id`: then everything is matched by e-mail (and orders).
 //! - `shop/redact` (48 h after a shop uninstalled the app): everything of the shop is deleted —
 //!   order and refund sync rows, processed events, stock levels, outbox rows, reconciliation
 //!   watermarks, archived dead letters, exports — and its queued dead letters are taken out of
 //!   the queues and dropped.
 //! - `customers/data_request`: what hookline holds about the customer is written to
 //!   `data_request_exports` (one row per request) for the merchant to hand over.
+//!
+//! Only the body is signed, not the headers, so before anything is erased the payload must fit
+//! the envelope ([`check_label`]): its `shop_domain` must be the envelope's shop, and its shape
+//! the topic's. Otherwise (a `customers/redact` body re-sent as `shop/redact`, which would wipe
+//! the shop) the request is dead-lettered as `relabelled` and nothing is touched.
 //!
 //! Each action is recorded in `compliance_actions` (which request, when, counts), never with the
 //! data itself, in the transaction that records the event as processed. Every step is safe to
@@ -37,8 +44,9 @@ use crate::{idempotency, schema};
 /// The customer a request is about.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CustomerRef {
-    /// Shopify customer id.
-    pub id: i64,
+    /// Shopify customer id; absent when Shopify sends only the e-mail.
+    #[serde(default)]
+    pub id: Option<i64>,
     /// E-mail.
     #[serde(default)]
     pub email: Option<String>,
@@ -120,7 +128,7 @@ pub fn concerns(payload: &Value, customer: &CustomerRef, orders: &[i64]) -> bool
         matches!((v.as_str(), customer.email.as_deref()),
             (Some(a), Some(b)) if !b.is_empty() && a.eq_ignore_ascii_case(b))
     };
-    id_of(&payload["customer"]["id"]) == Some(customer.id)
+    (customer.id.is_some() && id_of(&payload["customer"]["id"]) == customer.id)
         || same_email(&payload["email"])
         || same_email(&payload["customer"]["email"])
         || id_of(&payload["order_id"]).is_some_and(|o| orders.contains(&o))
@@ -136,6 +144,84 @@ fn dead_letter_concerns(body: &[u8], shop: &str, customer: &CustomerRef, orders:
     };
     envelope["shop_domain"].as_str() == Some(shop)
         && concerns(&envelope["payload"], customer, orders)
+}
+
+/// Top-level fields that only one privacy topic's payload has: a payload holding one of them
+/// is that topic's, whatever the envelope's topic says.
+const OWN_FIELDS: &[(&str, &[&str])] = &[
+    ("customers/redact", &["orders_to_redact"]),
+    (
+        "customers/data_request",
+        &["data_request", "orders_requested"],
+    ),
+    ("shop/redact", &[]),
+];
+
+/// Fields each topic's payload must have for it to be that topic's at all.
+const REQUIRED_FIELDS: &[(&str, &[&str])] = &[
+    ("customers/redact", &["shop_domain", "customer"]),
+    (
+        "customers/data_request",
+        &["shop_domain", "customer", "data_request"],
+    ),
+    ("shop/redact", &["shop_id", "shop_domain"]),
+];
+
+/// Whether the payload fits the envelope it came in: its `shop_domain` is the envelope's shop
+/// (case aside), it has its topic's fields, none of another privacy topic's, and no `customer`
+/// if it is a `shop/redact`.
+///
+/// Headers are not signed: anyone who saw one signed privacy webhook could re-send its body
+/// under another topic or shop header. A `customers/redact` body re-sent as `shop/redact` would
+/// otherwise delete a whole shop's data; one re-sent for another shop would erase that shop's
+/// rows about the customer's order ids.
+pub fn check_label(topic: &str, shop: &str, payload: &Value) -> Result<(), HandlerError> {
+    let relabelled = |why: String| {
+        Err(HandlerError::Relabelled(format!(
+            "{topic} for {shop}: {why}"
+        )))
+    };
+    let Some(fields) = payload.as_object() else {
+        return relabelled("the payload is not an object".into());
+    };
+    if let Some(claimed) = fields.get("shop_domain").and_then(Value::as_str)
+        && !claimed.eq_ignore_ascii_case(shop)
+    {
+        return relabelled(format!("the payload is about shop {claimed}"));
+    }
+    let required = REQUIRED_FIELDS
+        .iter()
+        .find(|(t, _)| *t == topic)
+        .map_or(&[][..], |(_, f)| *f);
+    if let Some(missing) = required.iter().find(|f| !fields.contains_key(**f)) {
+        return relabelled(format!(
+            "the payload has no `{missing}`, which every {topic} has"
+        ));
+    }
+    for (other, own) in OWN_FIELDS.iter().filter(|(t, _)| *t != topic) {
+        if let Some(field) = own.iter().find(|f| fields.contains_key(**f)) {
+            return relabelled(format!("the payload has `{field}`, so it is a {other}"));
+        }
+    }
+    if topic == "shop/redact" && fields.contains_key("customer") {
+        return relabelled("the payload is about a customer, so it is not a shop/redact".into());
+    }
+    Ok(())
+}
+
+/// Whether an earlier data-request export is about `customer` (or one of `orders`).
+fn export_concerns(export: &Value, customer: &CustomerRef, orders: &[i64]) -> bool {
+    let listed = |field: &str| export[field].as_array().cloned().unwrap_or_default();
+    (customer.id.is_some() && export["customer_id"].as_i64() == customer.id)
+        || listed("orders").iter().any(|o| {
+            o["order_id"]
+                .as_i64()
+                .is_some_and(|id| orders.contains(&id))
+        })
+        || listed("dead_letters_archived")
+            .iter()
+            .chain(listed("dead_letters_queued").iter())
+            .any(|d| concerns(&d["payload"], customer, orders))
 }
 
 /// The compliance domain's effect.
@@ -192,6 +278,23 @@ impl ComplianceHandler {
                 &[&ids],
             )
             .await?;
+        let exports = client
+            .query(
+                "SELECT request_id, export FROM data_request_exports WHERE shop_domain = $1",
+                &[&shop],
+            )
+            .await?;
+        let export_ids: Vec<String> = exports
+            .iter()
+            .filter(|r| export_concerns(&r.get::<_, Value>(1), &request.customer, orders))
+            .map(|r| r.get(0))
+            .collect();
+        let exports_deleted = client
+            .execute(
+                "DELETE FROM data_request_exports WHERE shop_domain = $1 AND request_id = ANY($2)",
+                &[&shop, &export_ids],
+            )
+            .await?;
         // Queued dead letters: archived without body or payload, then acked.
         let connection = self.broker().await?;
         let taken = dlq::take(
@@ -216,26 +319,15 @@ impl ComplianceHandler {
             "order_sync_rows_redacted": orders_redacted,
             "archived_dead_letters_erased": archive_erased,
             "queued_dead_letters_erased": queued_erased,
+            "data_request_exports_deleted": exports_deleted,
+            "matched_by": if request.customer.id.is_some() { "customer_id_and_email" } else { "email" },
         });
-        finish(
-            &mut client,
-            envelope,
-            Some(request.customer.id),
-            None,
-            summary,
-        )
-        .await
+        finish(&mut client, envelope, request.customer.id, None, summary).await
     }
 
     async fn shop_redact(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
-        let request: ShopRedact = schema::parse(envelope)?;
+        let _: ShopRedact = schema::parse(envelope)?;
         let shop = envelope.shop_domain.as_str();
-        if request.shop_domain != shop {
-            return Err(HandlerError::NeedsReview(format!(
-                "shop/redact for {} arrived from {shop}",
-                request.shop_domain
-            )));
-        }
         let mut client = self.pool.get().await?;
         if idempotency::is_recorded(&client, envelope).await? {
             return Ok(Outcome::Duplicate);
@@ -382,7 +474,7 @@ impl ComplianceHandler {
         finish(
             &mut client,
             envelope,
-            Some(customer.id),
+            customer.id,
             Some(request_id),
             summary,
         )
@@ -428,6 +520,14 @@ impl DomainHandler for ComplianceHandler {
         envelope: &'a Envelope,
     ) -> BoxFuture<'a, Result<Outcome, HandlerError>> {
         Box::pin(async move {
+            let payload: Value =
+                serde_json::from_str(envelope.payload.get()).map_err(|e| HandlerError::Schema {
+                    topic: envelope.topic.clone(),
+                    path: ".".into(),
+                    api_version: envelope.api_version.clone(),
+                    message: e.to_string(),
+                })?;
+            check_label(&envelope.topic, &envelope.shop_domain, &payload)?;
             match envelope.topic.as_str() {
                 "customers/redact" => self.customer_redact(envelope).await,
                 "shop/redact" => self.shop_redact(envelope).await,
@@ -444,7 +544,7 @@ mod tests {
 
     fn customer() -> CustomerRef {
         CustomerRef {
-            id: 7,
+            id: Some(7),
             email: Some("Jon@Example.com".into()),
             phone: None,
         }
@@ -468,8 +568,49 @@ mod tests {
         assert!(!concerns(&json!({"id": 99, "title": "Socks"}), &c, &[99]));
         let no_email = CustomerRef {
             email: Some(String::new()),
-            ..c
+            ..c.clone()
         };
         assert!(!concerns(&json!({"email": ""}), &no_email, &[]));
+        // Only an e-mail: matched by e-mail, never by a missing id.
+        let email_only = CustomerRef { id: None, ..c };
+        assert!(concerns(
+            &json!({"customer": {"id": 8, "email": "JON@example.com"}}),
+            &email_only,
+            &[]
+        ));
+        assert!(!concerns(
+            &json!({"customer": {"id": null}}),
+            &email_only,
+            &[]
+        ));
+    }
+
+    #[test]
+    fn a_payload_must_fit_its_topic_and_shop() {
+        let shop = "example.myshopify.com";
+        let redact = json!({"shop_id": 1, "shop_domain": shop, "customer": {"id": 7}, "orders_to_redact": [1]});
+        let data = json!({"shop_id": 1, "shop_domain": shop, "customer": {"id": 7}, "orders_requested": [], "data_request": {"id": 9}});
+        let shop_redact = json!({"shop_id": 1, "shop_domain": shop});
+        assert!(check_label("customers/redact", shop, &redact).is_ok());
+        assert!(check_label("customers/redact", "EXAMPLE.myshopify.com", &redact).is_ok());
+        assert!(check_label("customers/data_request", shop, &data).is_ok());
+        assert!(check_label("shop/redact", shop, &shop_redact).is_ok());
+        for (topic, shop, payload) in [
+            ("shop/redact", shop, &redact),
+            ("shop/redact", shop, &data),
+            ("customers/redact", shop, &data),
+            ("customers/redact", shop, &shop_redact),
+            ("customers/data_request", shop, &redact),
+            ("shop/redact", "other.myshopify.com", &shop_redact),
+            ("customers/redact", "other.myshopify.com", &redact),
+        ] {
+            assert!(
+                matches!(
+                    check_label(topic, shop, payload),
+                    Err(HandlerError::Relabelled(_))
+                ),
+                "{topic} for {shop}: {payload}"
+            );
+        }
     }
 }

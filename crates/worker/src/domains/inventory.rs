@@ -1,9 +1,16 @@
 //! Inventory: stock levels in PostgreSQL, with a transactional outbox towards the ERP.
 //!
 //! `inventory_levels/update` → in ONE transaction: record the idempotency key, upsert the stock
-//! row only if the event is newer than what we hold (`source_updated_at`), bumping `version`, and
-//! insert the outbox row. Commit, then the caller acks. An older event arriving late commits only
-//! its idempotency row: it changes nothing and is not retried.
+//! row only if the event is newer than what we hold, bumping `version`, and insert the outbox
+//! row. Commit, then the caller acks. An older event arriving late commits only its idempotency
+//! row: it changes nothing and is not retried.
+//!
+//! "Newer" is decided on Shopify's clocks, never on arrival order, so the result is the same
+//! whatever order the events come in: first `updated_at`; on a tie (it has one-second
+//! precision, and two sales of one item can fall into the same second — with their own event
+//! ids, so both get here), the webhook's `Triggered-At` (milliseconds), a known one beating an
+//! unknown one; and if that ties too, the lower `available`, so that of two same-instant
+//! readings the one that cannot oversell is kept.
 //!
 //! Other topics routed to this domain (`inventory_levels/connect|disconnect`, `inventory_items/*`,
 //! `products/*`) have no effect yet: they are recorded as skipped, not dead-lettered, so a shop
@@ -72,21 +79,27 @@ impl InventoryHandler {
         if !record(&tx, envelope).await? {
             return Ok(Outcome::Duplicate);
         }
-        // Optimistic concurrency on Shopify's own clock: the row changes only when this event is
-        // newer than the one applied last, whatever order the events arrive in.
+        // Optimistic concurrency on Shopify's own clocks: the row changes only when this event is
+        // newer than the one applied last (see the module's doc for the order on a tie).
         let applied = tx
             .query_opt(
-                "INSERT INTO warehouse_stock (inventory_item_id, location_id, available, version, source_updated_at, shop_domain)
-                 VALUES ($1, $2, $3, 1, $4, $5)
+                "INSERT INTO warehouse_stock (inventory_item_id, location_id, available, version, source_updated_at, source_triggered_at, shop_domain)
+                 VALUES ($1, $2, $3, 1, $4, $5, $6)
                  ON CONFLICT (inventory_item_id, location_id) DO UPDATE
                     SET available = EXCLUDED.available,
                         version = warehouse_stock.version + 1,
                         source_updated_at = EXCLUDED.source_updated_at,
+                        source_triggered_at = EXCLUDED.source_triggered_at,
                         shop_domain = EXCLUDED.shop_domain,
                         updated_at = now()
                   WHERE warehouse_stock.source_updated_at < EXCLUDED.source_updated_at
+                     OR (warehouse_stock.source_updated_at = EXCLUDED.source_updated_at
+                         AND (COALESCE(warehouse_stock.source_triggered_at, '-infinity') < COALESCE(EXCLUDED.source_triggered_at, '-infinity')
+                              OR (COALESCE(warehouse_stock.source_triggered_at, '-infinity') = COALESCE(EXCLUDED.source_triggered_at, '-infinity')
+                                  AND EXCLUDED.available IS NOT NULL
+                                  AND (warehouse_stock.available IS NULL OR EXCLUDED.available < warehouse_stock.available))))
                  RETURNING version",
-                &[&level.inventory_item_id, &level.location_id, &level.available, &level.updated_at, &envelope.shop_domain],
+                &[&level.inventory_item_id, &level.location_id, &level.available, &level.updated_at, &envelope.triggered_at, &envelope.shop_domain],
             )
             .await?;
         let Some(row) = applied else {

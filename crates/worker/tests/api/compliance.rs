@@ -287,3 +287,168 @@ async fn a_shop_redact_deletes_that_shops_data_and_only_that_shops() {
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].shop, OTHER_SHOP);
 }
+
+fn compliance_dlq() -> Filter {
+    Filter {
+        domain: Some(Domain::Compliance),
+        ..Filter::default()
+    }
+}
+
+async fn wait_compliance_dead_letters(world: &World, n: usize) -> Vec<dlq::DeadLetter> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listed = dlq::list(&world.amqp, &compliance_dlq()).await.unwrap();
+        if listed.len() >= n || Instant::now() > deadline {
+            return listed;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn relabelled_privacy_requests_are_dead_lettered_and_erase_nothing() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[("HOOKLINE_OUTBOX_RELAY", "false")])
+        .await;
+    world.publish(&order(SHOP, ORDER, CUSTOMER, false)).await;
+    world.publish(&order(SHOP, 8, CUSTOMER, true)).await;
+    assert_eq!(wait_dead_letters(&world, 1).await.len(), 1);
+    assert_eq!(
+        world
+            .db
+            .wait_count(
+                "order_sync WHERE state = 'payment_booked'",
+                1,
+                Duration::from_secs(20)
+            )
+            .await,
+        1
+    );
+
+    let customer_redact = include_str!("../../../../fixtures/shopify/customers-redact.json");
+    let data_request = include_str!("../../../../fixtures/shopify/customers-data-request.json");
+    let shop_redact = include_str!("../../../../fixtures/shopify/shop-redact.json");
+    let relabelled = [
+        // A customer's erasure re-sent as the shop's: it would delete the whole shop.
+        request("shop/redact", SHOP, customer_redact),
+        // A data request re-sent as an erasure.
+        request("customers/redact", SHOP, data_request),
+        // A shop's erasure re-sent as a customer's.
+        request("customers/redact", SHOP, shop_redact),
+        // Another shop's signed request, sent with our shop's header.
+        envelope(
+            "shop/redact",
+            SHOP,
+            &shop_redact.replace("example.myshopify.com", OTHER_SHOP),
+        ),
+        envelope(
+            "customers/redact",
+            SHOP,
+            &customer_redact.replace("example.myshopify.com", OTHER_SHOP),
+        ),
+    ];
+    for e in &relabelled {
+        world.publish(e).await;
+    }
+    let dead = wait_compliance_dead_letters(&world, relabelled.len()).await;
+    assert_eq!(dead.len(), relabelled.len());
+    assert!(
+        dead.iter().all(|d| d.reason == "relabelled"),
+        "{:?}",
+        dead.iter()
+            .map(|d| (&d.topic, &d.reason, &d.last_error))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        dead.iter().all(|d| d.last_error.contains("relabelled")),
+        "the reason is spelled out"
+    );
+    let db = world.db.client().await;
+    let row = db
+        .query_one(
+            "SELECT order_name IS NOT NULL, redacted_at IS NULL FROM order_sync WHERE order_id = $1",
+            &[&ORDER],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1), "not erased");
+    assert_eq!(world.db.count("order_sync").await, 2, "the shop kept");
+    assert_eq!(world.db.count("compliance_actions").await, 0);
+    assert_eq!(
+        dlq::list(&world.amqp, &orders_dlq()).await.unwrap().len(),
+        1,
+        "the shop's dead letter kept"
+    );
+}
+
+#[tokio::test]
+async fn a_customer_redact_with_only_an_email_erases_what_matches_the_email() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[("HOOKLINE_OUTBOX_RELAY", "false")])
+        .await;
+    // Two dead letters with the customer's e-mail (one archived), one of somebody else's.
+    let archived = order(SHOP, 11, CUSTOMER, true);
+    world.publish(&archived).await;
+    world.publish(&order(SHOP, 12, CUSTOMER, true)).await;
+    let unrelated = order(SHOP, 13, 777, true);
+    world.publish(&unrelated).await;
+    assert_eq!(wait_dead_letters(&world, 3).await.len(), 3);
+    let db = world.db.client().await;
+    archive::archive(
+        &world.amqp,
+        &db,
+        &Filter {
+            event_ids: vec![archived.event_id.to_string()],
+            ..Filter::default()
+        },
+    )
+    .await
+    .unwrap();
+    // An earlier export about the customer holds their data too.
+    world
+        .publish(&request(
+            "customers/data_request",
+            SHOP,
+            include_str!("../../../../fixtures/shopify/customers-data-request.json"),
+        ))
+        .await;
+    action(&world, "customers/data_request").await;
+    assert_eq!(world.db.count("data_request_exports").await, 1);
+
+    // Shopify's documented shape when it knows only the e-mail: no customer id.
+    let redact = request(
+        "customers/redact",
+        SHOP,
+        r#"{"shop_id":954889,"shop_domain":"example.myshopify.com","customer":{"email":"JON@example.com"},"orders_to_redact":[]}"#,
+    );
+    world.publish(&redact).await;
+    let summary = action(&world, "customers/redact").await;
+    assert_eq!(summary["archived_dead_letters_erased"], 1, "{summary}");
+    assert_eq!(summary["queued_dead_letters_erased"], 1, "{summary}");
+    assert_eq!(summary["data_request_exports_deleted"], 1, "{summary}");
+    assert_eq!(summary["matched_by"], "email");
+    let customer_id: Option<i64> = db
+        .query_one(
+            "SELECT customer_id FROM compliance_actions WHERE topic = 'customers/redact'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(customer_id, None);
+    assert_eq!(
+        world
+            .db
+            .count("dead_letter_archive WHERE payload IS NOT NULL OR body IS NOT NULL")
+            .await,
+        0,
+        "the archived one erased, the queued one archived without its data"
+    );
+    assert_eq!(world.db.count("data_request_exports").await, 0);
+    let left = dlq::list(&world.amqp, &orders_dlq()).await.unwrap();
+    assert_eq!(left.len(), 1, "the other customer's dead letter stays");
+    assert_eq!(left[0].event_id, unrelated.event_id.to_string());
+}

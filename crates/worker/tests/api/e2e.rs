@@ -96,6 +96,7 @@ async fn orders_end_to_end_with_faults_duplicates_and_losses_end_in_one_booked_i
         reorder_rate: rate(0.10),
         concurrency: 16,
         retries: 50,
+        ..Plan::default()
     };
     let started = Instant::now();
     let report = deliver(&ingest_url, SECRET, SHOP, &webhooks, &plan).await;

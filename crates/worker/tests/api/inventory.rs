@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use hookline_testkit::envelope;
+use hookline_core::Envelope;
+use hookline_core::envelope::header;
+use hookline_testkit::{envelope, envelope_with};
 use hookline_worker::idempotency::Claims;
 
 use crate::helpers::{SHOP, World, level, level_envelope};
@@ -308,4 +310,118 @@ async fn a_stale_processing_claim_of_a_crashed_delivery_is_taken_over_by_its_red
         1,
         "not blocked for the claim's 300 s"
     );
+}
+
+/// An `inventory_levels/update` webhook with Shopify's event id and trigger time.
+fn sale(item: i64, available: i64, event_id: &str, triggered_at: Option<&str>) -> Envelope {
+    let mut headers = vec![(header::EVENT_ID, event_id)];
+    if let Some(at) = triggered_at {
+        headers.push((header::TRIGGERED_AT, at));
+    }
+    envelope_with(
+        "inventory_levels/update",
+        SHOP,
+        &level(item, 70, available, T1),
+        &headers,
+    )
+}
+
+#[tokio::test]
+async fn two_sales_in_one_second_with_their_own_event_ids_both_count_in_either_order() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[SERIAL, &[("HOOKLINE_OUTBOX_RELAY", "false")]].concat())
+        .await;
+    // Stock 6; one sale leaves 5, the next (same second of updated_at, 600 ms later) 4.
+    let first = |item| {
+        sale(
+            item,
+            5,
+            &format!("ev-{item}-1"),
+            Some("2026-11-20T15:16:40.100Z"),
+        )
+    };
+    let second = |item| {
+        sale(
+            item,
+            4,
+            &format!("ev-{item}-2"),
+            Some("2026-11-20T15:16:40.700Z"),
+        )
+    };
+    assert_ne!(first(7).idempotency_key, second(7).idempotency_key);
+    // Item 7 in order, item 8 the other way round.
+    for e in [first(7), second(7), second(8), first(8)] {
+        world.publish(&e).await;
+    }
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 4, Duration::from_secs(20))
+            .await,
+        4,
+        "all four handled, none taken for a duplicate"
+    );
+    assert_eq!(
+        world.stock(7, 70).await,
+        Some((Some(4), 2)),
+        "both sales applied, the later one last"
+    );
+    assert_eq!(
+        world.stock(8, 70).await,
+        Some((Some(4), 1)),
+        "the earlier sale arriving late changes nothing"
+    );
+    assert_eq!(
+        world
+            .db
+            .count("outbox_events WHERE aggregate_id = '7:70'")
+            .await,
+        2
+    );
+    assert_eq!(
+        world
+            .db
+            .count("outbox_events WHERE aggregate_id = '8:70'")
+            .await,
+        1
+    );
+
+    // Shopify's retry of an event already applied is still a duplicate.
+    world.publish(&second(7)).await;
+    world.publish(&level_envelope(97, 97, 1, T1)).await; // sentinel
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 5, Duration::from_secs(20))
+            .await,
+        5
+    );
+    assert_eq!(world.stock(97, 97).await, Some((Some(1), 1)));
+    assert_eq!(world.stock(7, 70).await, Some((Some(4), 2)));
+}
+
+#[tokio::test]
+async fn same_second_levels_without_trigger_times_settle_on_the_lower_one_in_either_order() {
+    let world = World::new().await;
+    let _worker = world
+        .spawn_worker(&[SERIAL, &[("HOOKLINE_OUTBOX_RELAY", "false")]].concat())
+        .await;
+    for e in [
+        sale(9, 7, "ev-9-a", None),
+        sale(9, 3, "ev-9-b", None),
+        sale(10, 3, "ev-10-b", None),
+        sale(10, 7, "ev-10-a", None),
+    ] {
+        world.publish(&e).await;
+    }
+    assert_eq!(
+        world
+            .db
+            .wait_count("processed_events", 4, Duration::from_secs(20))
+            .await,
+        4
+    );
+    assert_eq!(world.stock(9, 70).await.map(|s| s.0), Some(Some(3)));
+    assert_eq!(world.stock(10, 70).await.map(|s| s.0), Some(Some(3)));
 }
