@@ -239,6 +239,10 @@ async fn a_message_that_is_not_an_envelope_is_dead_lettered_not_dropped() {
 async fn a_key_held_by_another_delivery_is_retried_later_not_skipped() {
     let world = World::new().await;
     let e = crate::helpers::level_envelope(7, 70, 9, "2026-11-20T10:16:40-05:00");
+    // The worker starts first: under load its start can outlast the other claim.
+    let _worker = world
+        .spawn_worker(&[("HOOKLINE_OUTBOX_RELAY", "false")])
+        .await;
     // Another worker, alive, holds the key for 1.5 s more.
     world
         .redis
@@ -251,9 +255,6 @@ async fn a_key_held_by_another_delivery_is_retried_later_not_skipped() {
             "processing:someoneelse:delivery1",
             Duration::from_millis(1500),
         )
-        .await;
-    let _worker = world
-        .spawn_worker(&[("HOOKLINE_OUTBOX_RELAY", "false")])
         .await;
     let published = Instant::now();
     world.publish(&e).await;
