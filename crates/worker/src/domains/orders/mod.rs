@@ -27,6 +27,7 @@
 //! `refunds/create` becomes a credit note with the refunded money booked (see [`refunds`]).
 
 pub mod account;
+pub mod machine;
 pub mod mapping;
 mod refunds;
 pub mod tax;
@@ -46,94 +47,9 @@ use crate::order_lock::OrderLock;
 use crate::sevdesk::{Booking, ContactDraft, InvoiceInfo, Parties, SevDeskClient};
 use crate::{idempotency, schema};
 use account::{Account, AccountSettings};
+use machine::Step;
+pub use machine::{Pending, SyncRow, SyncState};
 use mapping::{Order, Treatment};
-
-/// Where an order's synchronisation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncState {
-    /// Known, nothing sent to sevDesk yet.
-    Pending,
-    /// The contact exists in sevDesk (`contact_id`).
-    ContactOk,
-    /// `saveInvoice` may have been sent: search before creating again.
-    InvoiceCreating,
-    /// The invoice exists (`invoice_id`), still a draft.
-    InvoiceCreated,
-    /// The invoice is open.
-    InvoiceSent,
-    /// The payment is booked: done.
-    PaymentBooked,
-    /// Cancelled: with a cancellation invoice if an invoice existed, else without one.
-    Cancelled,
-}
-
-impl SyncState {
-    /// The `order_sync.state` text.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SyncState::Pending => "pending",
-            SyncState::ContactOk => "contact_ok",
-            SyncState::InvoiceCreating => "invoice_creating",
-            SyncState::InvoiceCreated => "invoice_created",
-            SyncState::InvoiceSent => "invoice_sent",
-            SyncState::PaymentBooked => "payment_booked",
-            SyncState::Cancelled => "cancelled",
-        }
-    }
-
-    fn parse(s: &str) -> SyncState {
-        match s {
-            "contact_ok" => SyncState::ContactOk,
-            "invoice_creating" => SyncState::InvoiceCreating,
-            "invoice_created" => SyncState::InvoiceCreated,
-            "invoice_sent" => SyncState::InvoiceSent,
-            "payment_booked" => SyncState::PaymentBooked,
-            "cancelled" => SyncState::Cancelled,
-            _ => SyncState::Pending,
-        }
-    }
-}
-
-/// The `order_sync` row, as far as the steps need it.
-#[derive(Debug, Clone)]
-struct SyncRow {
-    state: SyncState,
-    paid: bool,
-    cancel_requested: bool,
-    contact_id: Option<String>,
-    invoice_id: Option<String>,
-    /// A call whose outcome is not known yet, and since when (see [`Pending`]).
-    pending: Option<Pending>,
-}
-
-/// A call that may have changed sevDesk, recorded before it is made and cleared once its answer
-/// is known. Still set on a later delivery, it means "outcome unknown": the call timed out, its
-/// connection dropped, sevDesk answered 5xx, or the worker died before recording the answer.
-/// sevDesk may still commit such a request later (it has no idempotency keys), so nothing is
-/// called again before the settle time has passed; then sevDesk is asked what happened, and only
-/// then is the call repeated or its result adopted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Pending {
-    /// `save_invoice`, `book`, `cancel`, `save_credit_note`, `book_credit_note`.
-    pub call: String,
-    /// When it was recorded.
-    pub since: DateTime<Utc>,
-}
-
-impl Pending {
-    /// `Ok` once `settle` has passed since the call, else the error that waits for the rest.
-    pub(crate) fn settled(&self, settle: Duration) -> Result<(), HandlerError> {
-        let elapsed = (Utc::now() - self.since).to_std().unwrap_or_default();
-        if elapsed >= settle {
-            Ok(())
-        } else {
-            Err(HandlerError::Settling {
-                call: self.call.clone(),
-                retry_in: settle - elapsed,
-            })
-        }
-    }
-}
 
 /// The orders domain's effect.
 pub struct OrdersHandler {
@@ -247,88 +163,35 @@ impl OrdersHandler {
         let mut steps: Vec<&'static str> = vec!["order_recorded"];
         let marker = mapping::marker(&order.name, order.id);
         loop {
-            let next = match (s.state, s.cancel_requested) {
-                (SyncState::Cancelled, _) | (SyncState::PaymentBooked, false) => break,
-                (SyncState::Pending | SyncState::ContactOk, true) => {
-                    steps.push("cancelled_before_invoice");
+            // What refunds already took off is read only when a cancellation of an invoiced
+            // order is due (it waits for refunds still between their steps).
+            let credited = if s.cancel_requested && s.state.has_invoice() {
+                refunds::credited(client, shop, order.id).await?
+            } else {
+                Decimal::ZERO
+            };
+            let facts = machine::Facts {
+                paid_now,
+                total,
+                credited,
+            };
+            let next = match machine::next_step(&s, &facts, Utc::now(), self.settle) {
+                Step::Done => break,
+                Step::Settle { call, retry_in } => {
+                    return Err(HandlerError::Settling { call, retry_in });
+                }
+                Step::NeedsReview(why) => {
+                    return Err(HandlerError::NeedsReview(format!(
+                        "order {}: {why}",
+                        order.name
+                    )));
+                }
+                Step::MarkCancelled { why } => {
+                    steps.push(why);
                     SyncState::Cancelled
                 }
-                (SyncState::InvoiceCreating, true) => {
-                    // A create may be on its way: wait for it, then cancel what it made.
-                    match self
-                        .verify_invoice(client, shop, order, &s, &marker, trace)
-                        .await?
-                    {
-                        Some(id) => {
-                            s.invoice_id = Some(id);
-                            steps.push("invoice_adopted");
-                            SyncState::InvoiceCreated
-                        }
-                        None => {
-                            steps.push("cancelled_before_invoice");
-                            SyncState::Cancelled
-                        }
-                    }
-                }
-                (
-                    SyncState::InvoiceCreated | SyncState::InvoiceSent | SyncState::PaymentBooked,
-                    true,
-                ) => {
-                    let invoice_id = s.invoice_id.clone().ok_or(HandlerError::Unsupported(
-                        "invoice state without invoice id".into(),
-                    ))?;
-                    let credited = refunds::credited(client, shop, order.id).await?;
-                    if credited >= total {
-                        // Every cent is already on credit notes: a cancellation invoice on top
-                        // would take the revenue off twice.
-                        steps.push("cancelled_fully_refunded");
-                        set_state(client, shop, order.id, SyncState::Cancelled).await?;
-                        s.state = SyncState::Cancelled;
-                        continue;
-                    }
-                    if credited > Decimal::ZERO {
-                        return Err(HandlerError::NeedsReview(format!(
-                            "order {} is cancelled after {credited} of {total} were refunded on credit notes; \
-                             a cancellation invoice would take the refunded part off twice",
-                            order.name
-                        )));
-                    }
-                    let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
-                        "invoice without contact id".into(),
-                    ))?;
-                    // The cancellation is found by its origin: sevDesk does not copy the
-                    // invoice's reference onto it. Searched first whenever a cancel may have
-                    // happened unrecorded; after an unknown outcome only once settled.
-                    if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "cancel") {
-                        pending.settled(self.settle)?;
-                    }
-                    let existing = self
-                        .sevdesk
-                        .find_cancellation(&contact, &invoice_id, trace)
-                        .await?;
-                    let cancellation = match existing {
-                        Some(sr) => sr,
-                        None => {
-                            begin_call(client, shop, order.id, "cancel").await?;
-                            self.sevdesk.cancel_invoice(&invoice_id, trace).await?
-                        }
-                    };
-                    client
-                        .execute("UPDATE order_sync SET cancellation_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &cancellation])
-                        .await?;
-                    s.pending = None;
-                    steps.push("invoice_cancelled");
-                    SyncState::Cancelled
-                }
-                // Only an orders/paid that shows the order paid (or its reconciled copy) creates
-                // and books invoices.
-                (_, false) if !s.paid || !paid_now => break,
-                (SyncState::Pending, false) => {
+                Step::Contact => {
                     let contact = contact_for(order);
-                    if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "create_contact")
-                    {
-                        pending.settled(self.settle)?;
-                    }
                     let id = match self
                         .sevdesk
                         .find_contact(&contact.customer_number, trace)
@@ -341,28 +204,31 @@ impl OrdersHandler {
                         }
                     };
                     client.execute("UPDATE order_sync SET contact_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
-                    s.pending = None;
                     s.contact_id = Some(id);
+                    s.pending = None;
                     steps.push("contact_ok");
                     SyncState::ContactOk
                 }
-                (SyncState::ContactOk | SyncState::InvoiceCreating, false) => {
-                    let draft = mapping::invoice_for(order, self.settings.tax)?;
-                    let account = self.account(trace).await?;
-                    let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
-                        "contact_ok without contact id".into(),
-                    ))?;
+                Step::Invoice { create_if_missing } => {
                     // Search before every create: a lost order_sync row (a restore, a hand
                     // clean-up) or an unknown outcome must not make a second invoice.
-                    let id = match self
-                        .verify_invoice(client, shop, order, &s, &marker, trace)
-                        .await?
-                    {
+                    match self.find_invoice(order, &s, &marker, trace).await? {
                         Some(id) => {
                             steps.push("invoice_adopted");
-                            id
+                            self.keep_invoice(client, shop, order, &mut s, id, None)
+                                .await?;
+                            SyncState::InvoiceCreated
+                        }
+                        None if !create_if_missing => {
+                            steps.push("cancelled_before_invoice");
+                            SyncState::Cancelled
                         }
                         None => {
+                            let draft = mapping::invoice_for(order, self.settings.tax)?;
+                            let account = self.account(trace).await?;
+                            let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
+                                "contact_ok without contact id".into(),
+                            ))?;
                             let country = self
                                 .sevdesk
                                 .country_id(&draft.treatment.address_country, trace)
@@ -386,36 +252,24 @@ impl OrdersHandler {
                             begin_call(client, shop, order.id, "save_invoice").await?;
                             let created = self.sevdesk.save_invoice(parties, &draft, trace).await?;
                             steps.push("invoice_created");
-                            created.id
+                            self.keep_invoice(
+                                client,
+                                shop,
+                                order,
+                                &mut s,
+                                created.id,
+                                Some(&draft),
+                            )
+                            .await?;
+                            SyncState::InvoiceCreated
                         }
-                    };
-                    record_treatment(
-                        client,
-                        shop,
-                        order.id,
-                        &draft.treatment,
-                        draft.delivery_date,
-                    )
-                    .await?;
-                    client.execute("UPDATE order_sync SET invoice_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
-                    s.invoice_id = Some(id);
-                    s.pending = None;
-                    SyncState::InvoiceCreated
+                    }
                 }
-                (SyncState::InvoiceCreated, false) => {
-                    let id = s.invoice_id.clone().ok_or(HandlerError::Unsupported(
-                        "invoice state without invoice id".into(),
-                    ))?;
+                Step::Send { look_first } => {
+                    let id = invoice_id(&s)?;
                     // After an unknown outcome, look before sending again: a `sendBy` that
                     // keeps timing out must not keep the order from moving on once it landed.
-                    let already_open = match s.pending.as_ref().filter(|p| p.call == "send") {
-                        Some(pending) => {
-                            pending.settled(self.settle)?;
-                            self.sevdesk.get_invoice(&id, trace).await?.status >= 200
-                        }
-                        None => false,
-                    };
-                    if already_open {
+                    if look_first && self.sevdesk.get_invoice(&id, trace).await?.status >= 200 {
                         steps.push("invoice_found_sent");
                     } else {
                         begin_call(client, shop, order.id, "send").await?;
@@ -426,13 +280,8 @@ impl OrdersHandler {
                     s.pending = None;
                     SyncState::InvoiceSent
                 }
-                (SyncState::InvoiceSent, false) => {
-                    let id = s.invoice_id.clone().ok_or(HandlerError::Unsupported(
-                        "invoice state without invoice id".into(),
-                    ))?;
-                    if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "book") {
-                        pending.settled(self.settle)?;
-                    }
+                Step::Book => {
+                    let id = invoice_id(&s)?;
                     // Re-read before booking: a booking whose answer was lost, or that sevDesk
                     // committed late, must not be repeated.
                     let invoice = self.sevdesk.get_invoice(&id, trace).await?;
@@ -451,16 +300,15 @@ impl OrdersHandler {
                     if due > Decimal::ZERO {
                         let account = self.account(trace).await?;
                         let check_account = account.account_for(&order.payment_gateway_names)?;
-                        let date = order.processed_at.unwrap_or(order.created_at);
-                        begin_call(client, shop, order.id, "book").await?;
                         let booking = Booking {
                             resource: "Invoice",
                             id: &id,
                             amount: due,
-                            date,
+                            date: order.processed_at.unwrap_or(order.created_at),
                             check_account,
                             settles: true,
                         };
+                        begin_call(client, shop, order.id, "book").await?;
                         self.sevdesk.book(booking, trace).await?;
                         steps.push("payment_booked");
                     } else {
@@ -469,6 +317,28 @@ impl OrdersHandler {
                     end_call(client, shop, order.id).await?;
                     s.pending = None;
                     SyncState::PaymentBooked
+                }
+                Step::Cancel => {
+                    let id = invoice_id(&s)?;
+                    let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
+                        "invoice without contact id".into(),
+                    ))?;
+                    // The cancellation is found by its origin: sevDesk does not copy the
+                    // invoice's reference onto it.
+                    let cancellation =
+                        match self.sevdesk.find_cancellation(&contact, &id, trace).await? {
+                            Some(sr) => sr,
+                            None => {
+                                begin_call(client, shop, order.id, "cancel").await?;
+                                self.sevdesk.cancel_invoice(&id, trace).await?
+                            }
+                        };
+                    client
+                        .execute("UPDATE order_sync SET cancellation_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &cancellation])
+                        .await?;
+                    s.pending = None;
+                    steps.push("invoice_cancelled");
+                    SyncState::Cancelled
                 }
             };
             set_state(client, shop, order.id, next).await?;
@@ -488,21 +358,15 @@ impl OrdersHandler {
         Ok(Outcome::Applied { steps })
     }
 
-    /// Whether sevDesk already has this order's invoice: after an unknown outcome only once the
-    /// settle time has passed. The search is paged and checked here (exact reference, this
-    /// contact, a regular invoice); more than one match is for a person to sort out.
-    async fn verify_invoice(
+    /// This order's invoice in sevDesk, if there is one: the search is paged and checked here
+    /// (exact reference, this contact, a regular invoice); more than one match is for a person.
+    async fn find_invoice(
         &self,
-        _client: &Object,
-        _shop: &str,
         order: &Order,
         s: &SyncRow,
         marker: &str,
         trace: Option<&str>,
     ) -> Result<Option<String>, HandlerError> {
-        if let Some(pending) = s.pending.as_ref().filter(|p| p.call == "save_invoice") {
-            pending.settled(self.settle)?;
-        }
         let found: Vec<InvoiceInfo> = self
             .sevdesk
             .find_documents("Invoice", marker, s.contact_id.as_deref(), trace)
@@ -524,6 +388,42 @@ impl OrdersHandler {
                     .join(", ")
             ))),
         }
+    }
+
+    /// Records the invoice (created, or adopted) and what it was issued under.
+    async fn keep_invoice(
+        &self,
+        client: &Object,
+        shop: &str,
+        order: &Order,
+        s: &mut SyncRow,
+        id: String,
+        draft: Option<&mapping::InvoiceDraft>,
+    ) -> Result<(), HandlerError> {
+        // An adopted invoice was issued under the order's treatment as it is decided now; an
+        // order that no longer maps is recorded without one (its credit notes then need review).
+        let decided;
+        let draft = match draft {
+            Some(d) => Some(d),
+            None => {
+                decided = mapping::invoice_for(order, self.settings.tax).ok();
+                decided.as_ref()
+            }
+        };
+        if let Some(draft) = draft {
+            record_treatment(
+                client,
+                shop,
+                order.id,
+                &draft.treatment,
+                draft.delivery_date,
+            )
+            .await?;
+        }
+        client.execute("UPDATE order_sync SET invoice_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
+        s.invoice_id = Some(id);
+        s.pending = None;
+        Ok(())
     }
 
     async fn record_only(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
@@ -589,6 +489,12 @@ async fn record_treatment(
         )
         .await?;
     Ok(())
+}
+
+fn invoice_id(s: &SyncRow) -> Result<String, HandlerError> {
+    s.invoice_id.clone().ok_or(HandlerError::Unsupported(
+        "invoice state without invoice id".into(),
+    ))
 }
 
 async fn set_state(
