@@ -379,6 +379,7 @@ fn fresh_properties(p: &BasicProperties, replayed: u32) -> BasicProperties {
                     | h::ROUTING_KEY
                     | h::DOMAIN
                     | h::BUSY_RETRIES
+                    | h::WAITING_SINCE
             ) || name == "x-death"
                 || name.starts_with("x-first-death")
                 || name.starts_with("x-last-death");
@@ -396,4 +397,30 @@ fn fresh_properties(p: &BasicProperties, replayed: u32) -> BasicProperties {
         AMQPValue::LongString(LongString::from(Utc::now().to_rfc3339())),
     );
     p.clone().with_headers(headers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_starts_the_failure_bookkeeping_afresh_and_keeps_the_rest() {
+        let mut headers = FieldTable::default();
+        for (name, value) in [
+            ("x-idempotency-key", "k"),
+            (h::REASON, "busy_too_long"),
+            (h::BUSY_RETRIES, "7"),
+            (h::WAITING_SINCE, "2026-11-23T10:00:00.000Z"),
+        ] {
+            headers.insert(ShortString::from(name), AMQPValue::LongString(value.into()));
+        }
+        let fresh = fresh_properties(&BasicProperties::default().with_headers(headers), 1);
+        let fresh = fresh.headers().clone().unwrap_or_default();
+        assert!(fresh.contains_key("x-idempotency-key"));
+        for gone in [h::REASON, h::BUSY_RETRIES, h::WAITING_SINCE] {
+            // A replayed busy_too_long message must not count its old wait: its first wait
+            // after the replay would dead-letter it again at once.
+            assert!(!fresh.contains_key(gone), "{gone}");
+        }
+    }
 }

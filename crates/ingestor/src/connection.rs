@@ -17,8 +17,13 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::drain::{Counted, Drain};
 
 /// Added to the sum of the phases in [`silence_limit`], for scheduling and the route's own work.
 const SLACK: Duration = Duration::from_secs(1);
@@ -45,6 +50,26 @@ pub struct Watchdog<T> {
     /// Wakes the connection's task at `last_write + limit`, so a client that sends nothing at
     /// all is noticed too. Boxed: `Sleep` is not `Unpin`, and actix wants an `Unpin` stream.
     timer: Pin<Box<Sleep>>,
+    /// Whether anything was read since the server last wrote: a request is arriving or being
+    /// handled. A connection without is idle between requests.
+    read_since_write: bool,
+    /// Set for the server's connections: closes the connection once it is idle during a stop.
+    drain: Option<DrainWatch>,
+}
+
+/// What a connection needs of the ingestor's [`Drain`].
+struct DrainWatch {
+    stopping: CancellationToken,
+    /// Wakes the connection's task when the stop begins, so an idle one is closed at once.
+    woken: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Counts the connection as open until it is dropped.
+    _open: Counted,
+}
+
+impl DrainWatch {
+    fn stopping(&mut self, cx: &mut Context<'_>) -> bool {
+        self.stopping.is_cancelled() || self.woken.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl<T> Watchdog<T> {
@@ -56,7 +81,22 @@ impl<T> Watchdog<T> {
             limit,
             last_write: now,
             timer: Box::pin(tokio::time::sleep_until(now + limit)),
+            read_since_write: false,
+            drain: None,
         }
+    }
+
+    /// Counts this connection in `drain`, and ends it (end of file to the server) once the stop
+    /// has begun and nothing was read since its last answer. A request whose first bytes come
+    /// in then was never read, so it was not published; it sees the connection close.
+    pub fn drained_by(mut self, drain: &Arc<Drain>) -> Self {
+        let stopping = drain.stopping();
+        self.drain = Some(DrainWatch {
+            woken: Box::pin(stopping.clone().cancelled_owned()),
+            stopping,
+            _open: drain.connection(),
+        });
+        self
     }
 
     fn deadline(&self) -> Instant {
@@ -99,12 +139,25 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watchdog<T> {
         if this.expired() {
             return Poll::Ready(Err(timed_out(this.limit)));
         }
+        if !this.read_since_write
+            && let Some(drain) = &mut this.drain
+            && drain.stopping(cx)
+        {
+            // Idle while the ingestor stops: end of file, and actix closes the connection.
+            return Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Pending => match this.wait_for_deadline(cx) {
                 Ok(()) => Poll::Pending,
                 Err(e) => Poll::Ready(Err(e)),
             },
-            ready => ready,
+            ready => {
+                if buf.filled().len() > before {
+                    this.read_since_write = true;
+                }
+                ready
+            }
         }
     }
 }
@@ -154,6 +207,7 @@ impl<T> Watchdog<T> {
         match written {
             Poll::Ready(Ok(n)) if n > 0 => {
                 self.last_write = Instant::now();
+                self.read_since_write = false;
                 Poll::Ready(Ok(n))
             }
             Poll::Pending => match self.wait_for_deadline(cx) {
@@ -234,5 +288,42 @@ mod tests {
         client.write_all(b"more").await.unwrap();
         let mut buf = [0; 4];
         server.read_exact(&mut buf).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn during_a_stop_a_connection_ends_once_idle_not_mid_request() {
+        let drain = Drain::new();
+        let (server, mut client) = tokio::io::duplex(1024);
+        let mut server = Watchdog::new(server, Duration::from_secs(30)).drained_by(&drain);
+        assert_eq!(drain.connections(), 1);
+        client.write_all(b"request").await.unwrap();
+        let mut buf = [0; 7];
+        server.read_exact(&mut buf).await.unwrap();
+        drain.begin();
+        // Mid-request: the rest of it is still read.
+        client.write_all(b"body").await.unwrap();
+        let mut body = [0; 4];
+        server.read_exact(&mut body).await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        // Answered: idle, so the next read is the end, even with a next request waiting.
+        client.write_all(b"next").await.unwrap();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 0);
+        drop(server);
+        assert_eq!(drain.connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_woken_and_ended_when_the_stop_begins() {
+        let drain = Drain::new();
+        let (server, _client) = tokio::io::duplex(64);
+        let mut server = Watchdog::new(server, Duration::from_secs(30)).drained_by(&drain);
+        let reading = tokio::spawn(async move { server.read(&mut [0; 16]).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drain.begin();
+        let read = tokio::time::timeout(Duration::from_secs(5), reading)
+            .await
+            .expect("woken by the stop")
+            .unwrap();
+        assert_eq!(read.unwrap(), 0);
     }
 }

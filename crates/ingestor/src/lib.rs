@@ -12,10 +12,11 @@
 //!   route answer 200. Anything short of a confirm is a 503, so Shopify retries and nothing is lost.
 //!
 //! Around that path: [`settings`] (env vars with localhost defaults), [`startup`] (binds, wires and
-//! runs the server), [`connection`] (a time limit on every connection, against slow clients) and
-//! [`routes::health`]; logs and metrics are set up by `hookline-telemetry`.
+//! runs the server), [`connection`] (a time limit on every connection, against slow clients),
+//! [`drain`] (the graceful stop) and [`routes::health`]; logs and metrics are set up by `hookline-telemetry`.
 
 pub mod connection;
+pub mod drain;
 pub mod publish;
 pub mod routes;
 pub mod settings;

@@ -14,5 +14,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(settings = ?settings, traces_exported = telemetry.exporting(), "starting hookline-ingestor");
     let app = Application::build(settings)?;
     tracing::info!(port = app.port(), "listening");
-    app.run_until_stopped().await.context("HTTP server failed")
+    let signals = tokio::spawn(app.stopper().stop_on_signals());
+    let served = app.run_until_stopped().await.context("HTTP server failed");
+    signals.abort();
+    served
 }

@@ -50,8 +50,9 @@ pub struct Settings {
     /// `HOOKLINE_QUEUE_MAX_LENGTH`, default 100000. Must match every other process and the
     /// definitions file (see [`TopologySettings`]).
     pub topology: TopologySettings,
-    /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS`, default 25: on SIGTERM, how long in-flight requests may
-    /// take to finish (with their confirms) before the process exits anyway.
+    /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS`, default 25: on SIGTERM or SIGINT, how long in-flight
+    /// requests may take to finish (with their confirms and answers) before the process exits
+    /// anyway (see [`crate::drain`]).
     pub shutdown_timeout: Duration,
     /// `HOOKLINE_LOG_FORMAT`: `json` or `text` (default).
     pub log_format: LogFormat,

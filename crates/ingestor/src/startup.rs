@@ -2,11 +2,12 @@
 
 use std::future::ready;
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_http::{HttpService, KeepAlive, error::DispatchError};
+use actix_http::{ConnectionType, HttpService, KeepAlive, error::DispatchError};
 use actix_service::{IntoServiceFactory, ServiceFactoryExt, fn_service, map_config};
-use actix_web::dev::{AppConfig, Server, ServerHandle};
+use actix_web::dev::{AppConfig, Server, ServerHandle, Service};
 use actix_web::rt::net::TcpStream;
 use actix_web::{App, web};
 use anyhow::Context;
@@ -14,6 +15,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::task::JoinHandle;
 
 use crate::connection::{self, Watchdog};
+use crate::drain::Drain;
 use crate::publish::{Publisher, PublisherSettings};
 use crate::routes::{health, webhook};
 use crate::settings::Settings;
@@ -32,6 +34,8 @@ pub struct AppState {
     pub client_timeout: Duration,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// In-flight requests and whether the ingestor is stopping (`/readyz` fails then).
+    pub drain: Arc<Drain>,
 }
 
 /// A built ingestor: bound to its port, broker connection under way, not yet serving.
@@ -40,6 +44,60 @@ pub struct Application {
     server: Server,
     publisher: Publisher,
     supervisor: JoinHandle<()>,
+    stopper: Stopper,
+}
+
+/// Stops the ingestor gracefully (see [`crate::drain`]); cheap to clone.
+#[derive(Clone)]
+pub struct Stopper {
+    drain: Arc<Drain>,
+    server: ServerHandle,
+    timeout: Duration,
+}
+
+impl Stopper {
+    /// Fails `/readyz`, stops accepting, closes connections as they go idle, waits until no
+    /// request is in flight and no connection is open (up to `HOOKLINE_SHUTDOWN_TIMEOUT_SECS`),
+    /// then stops the server. Returns when it has stopped.
+    pub async fn stop(&self) {
+        if self.drain.is_stopping() {
+            // Stopping already (a second signal): wait for that stop.
+            self.drain.settled().await;
+            return;
+        }
+        self.drain.begin();
+        tracing::info!(
+            in_flight = self.drain.in_flight(),
+            connections = self.drain.connections(),
+            "stopping: not ready, not accepting; waiting for in-flight requests"
+        );
+        self.server.pause().await;
+        if tokio::time::timeout(self.timeout, self.drain.settled())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.drain.in_flight(),
+                connections = self.drain.connections(),
+                "shutdown timeout reached; dropping what is left"
+            );
+        }
+        self.server.stop(false).await;
+    }
+
+    /// Waits for SIGTERM or SIGINT (Ctrl-C), then stops gracefully. Both mean "drain": an
+    /// orchestrator sends SIGTERM, a person at a terminal SIGINT.
+    pub async fn stop_on_signals(self) -> std::io::Result<()> {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let signal = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            interrupted = tokio::signal::ctrl_c() => { interrupted?; "SIGINT" }
+        };
+        tracing::info!(signal, "stop requested");
+        self.stop().await;
+        Ok(())
+    }
 }
 
 impl Application {
@@ -64,12 +122,14 @@ impl Application {
             confirm_timeout: settings.confirm_timeout,
             topology: settings.topology,
         });
+        let drain = Drain::new();
         let state = web::Data::new(AppState {
             secrets,
             publisher: publisher.clone(),
             max_body_bytes: settings.max_body_bytes,
             client_timeout: settings.http_client_timeout,
             metrics: telemetry::metrics_handle(),
+            drain: drain.clone(),
         });
         let keep_alive = if settings.http_keep_alive.is_zero() {
             KeepAlive::Disabled
@@ -88,13 +148,37 @@ impl Application {
         });
         // What `HttpServer` does, but with each socket wrapped in a `Watchdog`: `HttpServer`
         // cannot wrap its sockets, and actix alone lets slow clients hold connections for ever.
+        let watched = drain.clone();
+        // Signals are ours (`Stopper::stop_on_signals`): actix-server's stop drops in-flight
+        // requests (see `crate::drain`), and its SIGINT does not even try to drain.
         let server = Server::build()
             .workers(workers)
             .max_concurrent_connections(settings.http_max_connections.div_ceil(workers))
+            .disable_signals()
             .shutdown_timeout(settings.shutdown_timeout.as_secs())
             .listen("hookline-ingestor", listener, move || {
+                let counting = watched.clone();
+                let watched = watched.clone();
                 let app = App::new()
                     .app_data(state.clone())
+                    // Counts each request until its answer is ready; while stopping, the answer
+                    // closes its connection.
+                    .wrap_fn(move |request, service| {
+                        let counted = counting.request();
+                        let drain = counting.clone();
+                        let answer = service.call(request);
+                        async move {
+                            let mut response = answer.await?;
+                            if drain.is_stopping() {
+                                response
+                                    .response_mut()
+                                    .head_mut()
+                                    .set_connection_type(ConnectionType::Close);
+                            }
+                            drop(counted);
+                            Ok(response)
+                        }
+                    })
                     .service(webhook::service())
                     .service(health::healthz)
                     .service(health::readyz)
@@ -104,7 +188,7 @@ impl Application {
                 fn_service(move |io: TcpStream| {
                     let peer = io.peer_addr().ok();
                     ready(Ok::<_, DispatchError>((
-                        Watchdog::new(io, silence_limit),
+                        Watchdog::new(io, silence_limit).drained_by(&watched),
                         peer,
                     )))
                 })
@@ -119,11 +203,18 @@ impl Application {
                         .h1(map_config(app, |_| AppConfig::default())),
                 )
             })?;
+        let server = server.run();
+        let stopper = Stopper {
+            drain,
+            server: server.handle(),
+            timeout: settings.shutdown_timeout,
+        };
         Ok(Self {
             port,
-            server: server.run(),
+            server,
             publisher,
             supervisor,
+            stopper,
         })
     }
 
@@ -132,10 +223,10 @@ impl Application {
         self.port
     }
 
-    /// A handle to stop the server gracefully (tests; `main` relies on SIGTERM/SIGINT, which
-    /// actix handles the same way: stop accepting, finish in-flight requests).
-    pub fn server_handle(&self) -> ServerHandle {
-        self.server.handle()
+    /// Stops the ingestor gracefully: `main` calls it on SIGTERM/SIGINT
+    /// ([`Stopper::stop_on_signals`]), tests directly.
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
     }
 
     /// Serves until the server is stopped, then closes the broker connection. In-flight requests

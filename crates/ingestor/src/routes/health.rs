@@ -12,10 +12,14 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// Readiness: 200 only while the broker connection is up with the topology declared, so a load
-/// balancer sends webhooks only to replicas that can confirm them.
+/// balancer sends webhooks only to replicas that can confirm them; 503 once stopping.
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    if state.publisher.is_ready() {
+    if state.drain.is_stopping() {
+        HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", "1"))
+            .json(json!({"status": "stopping"}))
+    } else if state.publisher.is_ready() {
         HttpResponse::Ok().json(json!({"status": "ready", "broker": "connected"}))
     } else {
         HttpResponse::ServiceUnavailable()

@@ -767,3 +767,55 @@ async fn ten_thousand_connections_held_open_do_not_stop_webhooks_and_memory_stay
     let amqp = vhost.connect().await;
     assert_eq!(hookline_testkit::drain(&amqp, ORDERS).await.len(), 21);
 }
+
+/// SIGTERM and SIGINT both drain: a request whose body is still arriving when the signal comes
+/// is read, published and answered (with `Connection: close`), then the process exits cleanly.
+#[tokio::test]
+async fn sigterm_and_sigint_let_a_request_in_flight_finish_and_answer() {
+    let app = spawn_app().await;
+    for (n, signal) in [(1u64, libc::SIGTERM), (2, libc::SIGINT)] {
+        let mut ingestor = IngestorProcess::start(&app.vhost, &[]);
+        let address = SocketAddr::from(([127, 0, 0, 1], ingestor.port));
+        let mut ready = false;
+        for _ in 0..200 {
+            let answer = reqwest::get(format!("http://{address}/readyz")).await;
+            if answer.is_ok_and(|r| r.status() == 200) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "the ingestor got ready");
+        let body = format!(r#"{{"id":{n}}}"#).into_bytes();
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(&signed_head(&body, &content_length(&body), ""))
+            .await
+            .unwrap();
+        stream.write_all(&body[..2]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let pid = libc::pid_t::try_from(ingestor.child.id()).unwrap();
+        // SAFETY: sends a signal to our own child process.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(&body[2..]).await.unwrap();
+        let (status, _) = read_response(&mut stream).await;
+        assert_eq!(
+            status, 200,
+            "signal {signal}: the request in flight was answered"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let exit = loop {
+            if let Some(exit) = ingestor.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal}: the ingestor stopped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(exit.success(), "signal {signal}: {exit:?}");
+    }
+    assert_eq!(published_ids(&app).await, vec![1, 2]);
+}

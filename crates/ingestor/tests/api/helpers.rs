@@ -5,7 +5,7 @@ use std::time::Duration;
 use hookline_core::envelope::header::{self, HeaderForm};
 use hookline_core::signature::sign;
 use hookline_ingestor::settings::Settings;
-use hookline_ingestor::startup::Application;
+use hookline_ingestor::startup::{Application, Stopper};
 use lapin::{Connection, ConnectionProperties};
 
 pub use hookline_testkit::SECRET;
@@ -17,7 +17,7 @@ pub struct TestApp {
     pub vhost: TestVhost,
     pub client: reqwest::Client,
     pub amqp: Connection,
-    server: actix_web::dev::ServerHandle,
+    server: Stopper,
 }
 
 /// Options a test may change; everything else is the production default.
@@ -58,6 +58,77 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let vhost = TestVhost::create();
     let amqp_url = options.amqp_url.clone().unwrap_or_else(|| vhost.amqp_url());
+    let settings = settings(&options, amqp_url);
+    let app = Application::build(settings).expect("the ingestor builds");
+    let port = app.port();
+    let address = format!("http://127.0.0.1:{port}");
+    let server = app.stopper();
+    tokio::spawn(app.run_until_stopped());
+    let amqp = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
+        .await
+        .expect("test connection to the broker");
+    let app = TestApp {
+        address,
+        port,
+        vhost,
+        // Idle connections are dropped before actix closes them (its keep-alive is 5 s), so a
+        // request never lands on a socket the server is closing.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+        amqp,
+        server,
+    };
+    if options.amqp_url.is_none() {
+        app.wait_ready(Duration::from_secs(20)).await;
+    }
+    app
+}
+
+/// Another ingestor process's worth, on the same vhost: started, ready, stopped by the test.
+pub struct Ingestor {
+    pub address: String,
+    server: Stopper,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Ingestor {
+    /// Stops it as SIGTERM does, and waits until it has stopped.
+    pub async fn stop(self) {
+        self.server.stop().await;
+        let _ = self.task.await;
+    }
+}
+
+impl TestApp {
+    /// Starts another ingestor with the default options on this app's vhost, and waits until it
+    /// is ready.
+    pub async fn start_another(&self) -> Ingestor {
+        let settings = settings(&AppOptions::default(), self.vhost.amqp_url());
+        let app = Application::build(settings).expect("the ingestor builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let server = app.stopper();
+        let task = tokio::spawn(app.run_until_stopped());
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = client.get(format!("{address}/readyz")).send().await;
+            if ready.is_ok_and(|r| r.status() == 200) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ingestor {
+            address,
+            server,
+            task,
+        }
+    }
+}
+
+fn settings(options: &AppOptions, amqp_url: String) -> Settings {
     let mut env = vec![
         ("HOOKLINE_HTTP_ADDR", "127.0.0.1:0".to_string()),
         ("HOOKLINE_HTTP_WORKERS", "1".to_string()),
@@ -85,37 +156,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     if let Some(shops) = &options.shops {
         env.push(("HOOKLINE_SHOPS", shops.clone()));
     }
-    let settings = Settings::from_lookup(|k| {
+    Settings::from_lookup(|k| {
         env.iter()
             .find(|(name, _)| *name == k)
             .map(|(_, v)| v.clone())
     })
-    .unwrap();
-    let app = Application::build(settings).expect("the ingestor builds");
-    let port = app.port();
-    let address = format!("http://127.0.0.1:{port}");
-    let server = app.server_handle();
-    tokio::spawn(app.run_until_stopped());
-    let amqp = Connection::connect(&vhost.amqp_url(), ConnectionProperties::default())
-        .await
-        .expect("test connection to the broker");
-    let app = TestApp {
-        address,
-        port,
-        vhost,
-        // Idle connections are dropped before actix closes them (its keep-alive is 5 s), so a
-        // request never lands on a socket the server is closing.
-        client: reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap(),
-        amqp,
-        server,
-    };
-    if options.amqp_url.is_none() {
-        app.wait_ready(Duration::from_secs(20)).await;
-    }
-    app
+    .unwrap()
 }
 
 /// A webhook as Shopify would send it; tests change what they need.
@@ -189,38 +235,7 @@ impl TestApp {
         method: reqwest::Method,
         webhook: &Webhook,
     ) -> reqwest::Result<reqwest::Response> {
-        let mut request = self
-            .client
-            .request(method, format!("{}/webhooks/shopify", self.address));
-        let defaults = [
-            (header::TOPIC, Some(webhook.topic.clone())),
-            (header::HMAC, webhook.signature.clone()),
-            ("content-type", webhook.content_type.clone()),
-            (
-                header::SHOP_DOMAIN,
-                Some("example.myshopify.com".to_string()),
-            ),
-            (header::API_VERSION, Some("2025-10".to_string())),
-            (header::WEBHOOK_ID, Some(uuid::Uuid::new_v4().to_string())),
-            (
-                header::TRIGGERED_AT,
-                Some("2026-11-20T15:16:40.123Z".to_string()),
-            ),
-        ];
-        for (legacy, value) in defaults {
-            for name in webhook.form.names(legacy) {
-                let overridden = webhook.headers.iter().any(|(n, _)| n == name);
-                if let (Some(value), false, false) =
-                    (&value, webhook.omit.contains(&name), overridden)
-                {
-                    request = request.header(name, value);
-                }
-            }
-        }
-        for (name, value) in &webhook.headers {
-            request = request.header(name, value);
-        }
-        request.body(webhook.body.clone()).send().await
+        send_to(&self.client, &self.address, method, webhook).await
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -251,7 +266,7 @@ impl TestApp {
     }
 
     pub async fn stop(&self) {
-        self.server.stop(true).await;
+        self.server.stop().await;
     }
 }
 
@@ -261,4 +276,52 @@ pub async fn reconnect(mut app: TestApp) -> TestApp {
         .await
         .unwrap();
     app
+}
+
+/// POSTs `webhook` to the ingestor at `address`.
+pub async fn post_to(
+    client: &reqwest::Client,
+    address: &str,
+    webhook: &Webhook,
+) -> reqwest::Result<reqwest::Response> {
+    send_to(client, address, reqwest::Method::POST, webhook).await
+}
+
+async fn send_to(
+    client: &reqwest::Client,
+    address: &str,
+    method: reqwest::Method,
+    webhook: &Webhook,
+) -> reqwest::Result<reqwest::Response> {
+    let mut request = client.request(method, format!("{address}/webhooks/shopify"));
+
+    let defaults = [
+        (header::TOPIC, Some(webhook.topic.clone())),
+        (header::HMAC, webhook.signature.clone()),
+        ("content-type", webhook.content_type.clone()),
+        (
+            header::SHOP_DOMAIN,
+            Some("example.myshopify.com".to_string()),
+        ),
+        (header::API_VERSION, Some("2025-10".to_string())),
+        (header::WEBHOOK_ID, Some(uuid::Uuid::new_v4().to_string())),
+        (
+            header::TRIGGERED_AT,
+            Some("2026-11-20T15:16:40.123Z".to_string()),
+        ),
+    ];
+    for (legacy, value) in defaults {
+        for name in webhook.form.names(legacy) {
+            let overridden = webhook.headers.iter().any(|(n, _)| n == name);
+            if let (Some(value), false, false) =
+                (&value, webhook.omit.contains(&name), overridden)
+            {
+                request = request.header(name, value);
+            }
+        }
+    }
+    for (name, value) in &webhook.headers {
+        request = request.header(name, value);
+    }
+    request.body(webhook.body.clone()).send().await
 }
