@@ -3,5 +3,6 @@
 
 mod abuse;
 mod broker;
+mod cli;
 mod helpers;
 mod webhook;

@@ -3,6 +3,7 @@
 
 mod bulkhead;
 mod compliance;
+mod config_docs;
 mod dlq;
 mod e2e;
 mod failures;
