@@ -321,10 +321,9 @@ async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<()> {
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
+            && r.status().is_success()
         {
-            if r.status().is_success() {
-                return Ok(());
-            }
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("127.0.0.1:{port}/readyz not ready after {within:?}");

@@ -135,10 +135,10 @@ struct ConnSocket(Arc<std::os::fd::OwnedFd>);
 
 fn remember_socket(connection: &dyn std::any::Any, extensions: &mut actix_web::dev::Extensions) {
     use std::os::fd::AsFd;
-    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
-            extensions.insert(ConnSocket(Arc::new(fd)));
-        }
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Ok(fd) = tcp.as_fd().try_clone_to_owned()
+    {
+        extensions.insert(ConnSocket(Arc::new(fd)));
     }
 }
 

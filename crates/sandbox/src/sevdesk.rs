@@ -499,6 +499,8 @@ pub async fn get_credit_note(
 
 /// What `saveInvoice` and `saveCreditNote` both read: the document's contact, which must exist,
 /// and its positions.
+// The error is the answer itself, built once per refused request: its size does not matter here.
+#[allow(clippy::result_large_err)]
 fn read_document(
     state: &SevDesk,
     document: &Value,
