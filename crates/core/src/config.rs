@@ -6,6 +6,10 @@
 //! ([`help_text`]) and `docs/configuration.md` ([`markdown`]). Each binary lists its settings in
 //! one slice of [`SettingSpec`]s, and its tests check that it reads exactly those.
 //!
+//! Adding a setting: declare a `Setting` constant next to the binary's others (shared ones here),
+//! add its `.spec()` to the binary's `SETTINGS`, read it with `env.read(&CONST)?` in its
+//! `Settings::from_lookup`, and run `make config-docs`.
+//!
 //! A secret (its type is [`Secret`]) never prints, and may also be given as `<NAME>_FILE`: the
 //! path of a file holding it (a mounted Kubernetes secret).
 //!
