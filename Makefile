@@ -23,9 +23,14 @@ demo: services ## send signed webhooks through ingestor, broker, worker, Postgre
 test: services ## run every test (unit, property, doc and black-box against the local services)
 	@bash scripts/test.sh
 
-lint: ## formatting and clippy, as CI wants them
+lint: ## formatting, clippy and cargo-deny (licenses, bans, sources), as CI wants them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if $(CARGO) deny --version >/dev/null 2>&1; then \
+	  $(CARGO) deny --offline check licenses bans sources; \
+	else \
+	  echo "cargo-deny not installed (cargo install cargo-deny --locked): licenses, bans and sources not checked"; \
+	fi
 
 fmt: ## format the code
 	$(CARGO) fmt --all
