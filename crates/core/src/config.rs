@@ -387,6 +387,10 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 
     /// The value or a default.
+    ///
+    /// This and the readers below take an undeclared name: prefer [`Env::read`] with a declared
+    /// [`Setting`], so the variable shows in `--help` and the docs (each binary's test that it
+    /// reads exactly its declared settings fails on an undeclared one).
     pub fn string(&self, name: &str, default: &str) -> String {
         self.get(name).unwrap_or_else(|| default.to_owned())
     }
