@@ -37,6 +37,10 @@ pub const DEV_SHOPIFY_SECRET: &str = "hookline_dev_secret";
 /// start with it is refused unless [`DEV`] says this is a developer's machine.
 pub const SANDBOX_SEVDESK_TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
+/// What `deploy/k8s/secrets.yaml` holds until a real secret replaces it: a secret containing it
+/// is refused.
+pub const PLACEHOLDER: &str = "REPLACE_ME";
+
 /// `HOOKLINE_DEV`: development values (the secrets above) are allowed.
 pub const DEV: Setting<bool> = Setting::new(
     "HOOKLINE_DEV",
@@ -139,6 +143,14 @@ pub enum ConfigError {
     /// A secret is given both directly and as a file.
     #[error("{name} and {name}_FILE are both set: give one of them")]
     Ambiguous {
+        /// The variable.
+        name: &'static str,
+    },
+    /// A secret still holds a placeholder of `deploy/k8s/secrets.yaml`.
+    #[error(
+        "{name} still holds the placeholder REPLACE_ME of deploy/k8s/secrets.yaml: put the real value there"
+    )]
+    Placeholder {
         /// The variable.
         name: &'static str,
     },
@@ -455,6 +467,9 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             expected: spec.expected,
         };
         match self.text(spec)? {
+            Some(text) if spec.secret && text.contains(PLACEHOLDER) => {
+                Err(ConfigError::Placeholder { name: spec.name })
+            }
             Some(text) => T::parse_setting(&text).ok_or_else(|| invalid(&text)),
             None => match spec.unset {
                 Unset::Default(default) => {
@@ -633,6 +648,19 @@ mod tests {
             err,
             "T_PIN=\"***\" is invalid: expected one or more secrets, comma-separated"
         );
+    }
+
+    #[test]
+    fn a_secret_left_at_its_placeholder_is_refused() {
+        let env = Env::from_fn(pairs(&[("T_TOKEN", "amqp://hookline:REPLACE_ME@broker/")]));
+        let err = env.read(&TOKEN).unwrap_err().to_string();
+        assert!(
+            err.starts_with("T_TOKEN still holds the placeholder"),
+            "{err}"
+        );
+        assert!(!err.contains("hookline:"), "{err}");
+        let env = Env::from_fn(pairs(&[("T_ADDR", "REPLACE_ME")]));
+        assert_eq!(env.read(&ADDR).unwrap(), "REPLACE_ME");
     }
 
     #[test]

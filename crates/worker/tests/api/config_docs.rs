@@ -16,7 +16,8 @@ with `make config-docs`.
 - A value that does not parse stops the process at start, with the variable's name and what it
   expects (e.g. `HOOKLINE_CONFIRM_TIMEOUT_MS=\"soon\" is invalid: expected milliseconds`).
 - Secrets never appear in logs or errors. Each may also be given as `<NAME>_FILE`, the path of a
-  file holding it (a mounted Kubernetes secret); setting both is refused.
+  file holding it (a mounted Kubernetes secret); setting both is refused, and so is a secret
+  still holding the placeholder `REPLACE_ME` of `deploy/k8s/secrets.yaml`.
 - Development values are refused unless `HOOKLINE_DEV` is set: the ingestor with the Shopify
   secret `hookline_dev_secret`, the worker with the sandbox's sevDesk token and a sevDesk URL
   that is not on this machine.
