@@ -2,9 +2,11 @@
 # `make help` lists them.
 
 CARGO ?= cargo
+# A developer's machine: the development secret (and the sandbox's sevDesk token) are allowed.
+export HOOKLINE_DEV ?= 1
 export HOOKLINE_SHOPIFY_SECRETS ?= hookline_dev_secret
 
-.PHONY: help services run demo test lint fmt bench chaos clean dlq-list dlq-show dlq-replay dlq-archive dlq-purge
+.PHONY: help services run demo test lint fmt config-docs bench chaos clean dlq-list dlq-show dlq-replay dlq-archive dlq-purge
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -21,12 +23,20 @@ demo: services ## send signed webhooks through ingestor, broker, worker, Postgre
 test: services ## run every test (unit, property, doc and black-box against the local services)
 	@bash scripts/test.sh
 
-lint: ## formatting and clippy, as CI wants them
+lint: ## formatting, clippy and cargo-deny (licenses, bans, sources), as CI wants them
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if $(CARGO) deny --version >/dev/null 2>&1; then \
+	  $(CARGO) deny --offline check licenses bans sources; \
+	else \
+	  echo "cargo-deny not installed (cargo install cargo-deny --locked): licenses, bans and sources not checked"; \
+	fi
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+config-docs: ## regenerate docs/configuration.md from the settings' declarations
+	HOOKLINE_WRITE_CONFIG_DOCS=1 $(CARGO) test -q -p hookline-worker --test api config_docs
 
 chaos: services ## the long chaos run: real binaries, one failure per scenario, checked against ground truth (run it alone: it restarts RabbitMQ and PostgreSQL)
 	$(CARGO) build -p hookline-ingestor -p hookline-worker -p hookline-chaos

@@ -156,10 +156,11 @@ def code_text() -> str:
     return "\n".join(p.read_text() for p in sorted((ROOT / "crates").glob("*/src/**/*.rs")))
 
 
-def setting_default(path: str, variable: str) -> int:
-    m = re.search(rf'"{variable}",\s*(\d+)', (ROOT / path).read_text())
+def setting_default(variable: str) -> int:
+    """The default of a setting as its declaration states it: `Setting::new("NAME", "25", ...)`."""
+    m = re.search(rf'Setting::new\(\s*"{variable}",\s*"(\d+)"', code_text())
     if not m:
-        raise LookupError(f"no default for {variable} in {path}")
+        raise LookupError(f"no declared default for {variable} in crates/*/src")
     return int(m.group(1))
 
 
@@ -206,9 +207,8 @@ def check_settings(rendered: list[dict]) -> None:
             if ports.get("http") != port:
                 problems.append(f"{doc['metadata']['name']}: {addr_var} port {port} is not the container port 'http' {ports}")
             # The grace period covers the drain time (plus the preStop sleep), with a margin.
-            settings_file = "crates/worker/src/settings.rs" if addr_var == "HOOKLINE_WORKER_HTTP_ADDR" else "crates/ingestor/src/settings.rs"
             drain = int(env.get("HOOKLINE_SHUTDOWN_TIMEOUT_SECS", {}).get("value")
-                        or setting_default(settings_file, "HOOKLINE_SHUTDOWN_TIMEOUT_SECS"))
+                        or setting_default("HOOKLINE_SHUTDOWN_TIMEOUT_SECS"))
             sleep = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
             grace = pod.get("terminationGracePeriodSeconds", 30)
             if grace < drain + sleep + 5:
@@ -218,7 +218,7 @@ def check_settings(rendered: list[dict]) -> None:
         report("FAIL", name, "; ".join(problems))
     else:
         report("ok", name, f"{len(used)} HOOKLINE_* variables all read by the code; queue length, secret keys, "
-               "ports and grace periods (drain default read from settings.rs) agree")
+               "ports and grace periods (drain default read from its declaration) agree")
 
 
 # ---------------------------------------------------------------------------------------------

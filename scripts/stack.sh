@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A developer's machine: the development secret and the sandbox's sevDesk token are allowed.
+export HOOKLINE_DEV=${HOOKLINE_DEV:-1}
 export HOOKLINE_SHOPIFY_SECRETS=${HOOKLINE_SHOPIFY_SECRETS:-hookline_dev_secret}
 export HOOKLINE_HTTP_ADDR=${HOOKLINE_HTTP_ADDR:-127.0.0.1:8080}
 export HOOKLINE_WORKER_HTTP_ADDR=${HOOKLINE_WORKER_HTTP_ADDR:-127.0.0.1:8081}

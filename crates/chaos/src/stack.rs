@@ -193,6 +193,8 @@ impl Stack {
             ("HOOKLINE_AMQP_URL".to_owned(), vhost.amqp_url()),
             ("HOOKLINE_QUEUE_MAX_LENGTH".to_owned(), max_length),
             ("RUST_LOG".to_owned(), "info".to_owned()),
+            // A test harness: development values are allowed.
+            ("HOOKLINE_DEV".to_owned(), "1".to_owned()),
         ];
         let mut ingestor_env = common.clone();
         ingestor_env.extend([
@@ -321,10 +323,9 @@ async fn wait_ready(port: u16, within: Duration) -> anyhow::Result<()> {
             .get(format!("http://127.0.0.1:{port}/readyz"))
             .send()
             .await
+            && r.status().is_success()
         {
-            if r.status().is_success() {
-                return Ok(());
-            }
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("127.0.0.1:{port}/readyz not ready after {within:?}");

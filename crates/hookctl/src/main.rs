@@ -8,27 +8,22 @@ use clap::{Args, Parser, Subcommand};
 use hookctl::archive;
 use hookctl::dlq::{self, DeadLetter, Filter};
 use hookline_core::Domain;
+use hookline_core::config::{self, AMQP_URL, DATABASE_URL, Env};
 use lapin::{Connection, ConnectionProperties};
 
 #[derive(Parser)]
-#[command(version, about = "hookline operator CLI")]
+#[command(
+    version,
+    about = "hookline operator CLI",
+    after_long_help = config::help_text(hookctl::SETTINGS)
+)]
 struct Cli {
-    /// The broker (the same URL as the ingestor's and worker's).
-    #[arg(
-        long,
-        env = "HOOKLINE_AMQP_URL",
-        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
-        hide_env_values = true
-    )]
-    amqp_url: String,
-    /// PostgreSQL, for the dead-letter archive (the worker's database).
-    #[arg(
-        long,
-        env = "HOOKLINE_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/test",
-        hide_env_values = true
-    )]
-    database_url: String,
+    /// The broker, the same URL as the ingestor's and worker's [default: HOOKLINE_AMQP_URL].
+    #[arg(long)]
+    amqp_url: Option<String>,
+    /// PostgreSQL, for the dead-letter archive: the worker's database [default: HOOKLINE_DATABASE_URL].
+    #[arg(long)]
+    database_url: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -172,10 +167,20 @@ async fn database(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Dlq(DlqCommand::Purge { older_than }) = &cli.command {
+    let command = cli.command;
+    let env = Env::process();
+    let amqp_url = match cli.amqp_url {
+        Some(url) => url,
+        None => env.read(&AMQP_URL)?.expose().to_owned(),
+    };
+    let database_url = match cli.database_url {
+        Some(url) => url,
+        None => env.read(&DATABASE_URL)?.expose().to_owned(),
+    };
+    if let Command::Dlq(DlqCommand::Purge { older_than }) = &command {
         let age = archive::parse_age(older_than)
             .with_context(|| format!("--older-than {older_than:?}: expected e.g. 30d, 12h, 90m"))?;
-        let db = database(&cli.database_url).await?;
+        let db = database(&database_url).await?;
         let deleted = archive::purge(&db, Utc::now() - age)
             .await
             .context("cannot purge dead_letter_archive (has `hookline-worker migrate` run?)")?;
@@ -183,12 +188,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let connection = Connection::connect(
-        &cli.amqp_url,
+        &amqp_url,
         ConnectionProperties::default().with_connection_name("hookctl".into()),
     )
     .await
     .context("cannot connect to the broker (HOOKLINE_AMQP_URL)")?;
-    match cli.command {
+    match command {
         Command::Dlq(DlqCommand::List { filter, json }) => {
             let rows = dlq::list(&connection, &filter.into_filter()?).await?;
             if json {
@@ -229,7 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
         }
         Command::Dlq(DlqCommand::Archive { filter }) => {
-            let db = database(&cli.database_url).await?;
+            let db = database(&database_url).await?;
             let archived = archive::archive(&connection, &db, &filter.into_filter()?).await?;
             table(&archived);
             println!("{} archived to dead_letter_archive", archived.len());

@@ -176,3 +176,25 @@ async fn an_operator_lists_replays_archives_and_purges_dead_letters_with_the_bin
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn help_lists_every_setting_and_version_answers() {
+    let output = Command::new(env!("CARGO_BIN_EXE_hookctl"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("hookctl runs");
+    assert!(output.status.success());
+    let help = stdout(&output);
+    for spec in hookctl::SETTINGS {
+        assert!(help.contains(&format!("  {}  (", spec.name)), "{help}");
+    }
+    let version = Command::new(env!("CARGO_BIN_EXE_hookctl"))
+        .arg("--version")
+        .output()
+        .expect("hookctl runs");
+    assert_eq!(
+        stdout(&version).trim(),
+        concat!("hookctl ", env!("CARGO_PKG_VERSION"))
+    );
+}

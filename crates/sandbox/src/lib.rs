@@ -25,6 +25,27 @@ pub mod deliver;
 pub mod sevdesk;
 pub mod shopify;
 
+use hookline_core::config::{Setting, SettingSpec};
+
+/// `HOOKLINE_SANDBOX_ADDR`.
+pub const ADDR: Setting<String> = Setting::new(
+    "HOOKLINE_SANDBOX_ADDR",
+    "127.0.0.1:8090",
+    "Listen address of the sandbox (the ERP, sevDesk and Shopify's Admin API, for development and tests).",
+);
+
+/// Every setting of `hookline-sandbox`.
+pub const SETTINGS: &[SettingSpec] = &[ADDR.spec()];
+
+/// The sandbox's section of `docs/configuration.md`.
+pub fn config_docs() -> String {
+    hookline_core::config::markdown(
+        "hookline-sandbox",
+        "Plays the outside APIs on this machine, for development and tests only. Logs are text, filtered by `RUST_LOG`.",
+        SETTINGS,
+    )
+}
+
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::StatusCode;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
@@ -153,10 +174,10 @@ struct ConnSocket(Arc<std::os::fd::OwnedFd>);
 
 fn remember_socket(connection: &dyn std::any::Any, extensions: &mut actix_web::dev::Extensions) {
     use std::os::fd::AsFd;
-    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() {
-        if let Ok(fd) = tcp.as_fd().try_clone_to_owned() {
-            extensions.insert(ConnSocket(Arc::new(fd)));
-        }
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Ok(fd) = tcp.as_fd().try_clone_to_owned()
+    {
+        extensions.insert(ConnSocket(Arc::new(fd)));
     }
 }
 

@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 
 use crate::Faults;
 
-/// The token the sandbox accepts unless configured otherwise (`HOOKLINE_SANDBOX_SEVDESK_TOKEN`).
-pub const DEFAULT_TOKEN: &str = "0123456789abcdef0123456789abcdef";
+/// The token the sandbox accepts (the worker's default `HOOKLINE_SEVDESK_TOKEN`).
+pub const DEFAULT_TOKEN: &str = hookline_core::config::SANDBOX_SEVDESK_TOKEN;
 
 /// The sandbox account's bank account: `online`, so a booking needs a transaction.
 pub const BANK_ACCOUNT_ID: &str = "5001";

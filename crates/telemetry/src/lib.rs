@@ -44,6 +44,21 @@ impl LogFormat {
     }
 }
 
+impl hookline_core::config::SettingValue for LogFormat {
+    const EXPECTED: &'static str = "json or text";
+    fn parse_setting(text: &str) -> Option<Self> {
+        Self::parse(text)
+    }
+}
+
+/// `HOOKLINE_LOG_FORMAT`, in every binary that logs.
+pub const LOG_FORMAT: hookline_core::config::Setting<LogFormat> =
+    hookline_core::config::Setting::new(
+        "HOOKLINE_LOG_FORMAT",
+        "text",
+        "`json` for one JSON object per line (log shippers), `text` for a terminal. `RUST_LOG` filters (default `info`).",
+    );
+
 /// Latency buckets in seconds: fine-grained below 10 ms, where a healthy confirm or commit sits,
 /// and up to a minute for end-to-end lag through retries.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -1,18 +1,24 @@
 //! `hookline-worker`: consumes envelopes and applies their effects exactly once.
-//! Configuration: environment variables (see the README or `hookline_worker::settings`).
+//! Configuration: environment variables, listed by `--help` and in docs/configuration.md.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use hookline_worker::settings::Settings;
+use hookline_core::config;
+use hookline_worker::settings::{SETTINGS, Settings};
 use hookline_worker::startup::{Worker, migrate};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
     version,
-    about = "hookline worker: applies webhook effects exactly once"
+    about = "hookline worker: applies webhook effects exactly once",
+    after_help = "Settings come from environment variables: --help lists them.",
+    after_long_help = config::help_text(SETTINGS)
 )]
 struct Cli {
+    /// Print this binary's section of docs/configuration.md and exit.
+    #[arg(long, hide = true)]
+    print_config_docs: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -31,6 +37,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.print_config_docs {
+        print!("{}", hookline_worker::settings::config_docs());
+        return Ok(());
+    }
     let settings = Settings::from_env().context("cannot start the worker")?;
     let telemetry = hookline_telemetry::init(settings.log_format, "hookline-worker")
         .context("cannot set up trace export")?;

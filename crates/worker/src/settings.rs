@@ -1,21 +1,393 @@
 //! Worker settings from environment variables, with localhost defaults.
+//!
+//! Each setting is declared once below (variable, type, default, doc); [`SETTINGS`] lists them
+//! for `--help` and `docs/configuration.md`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hookline_core::Domain;
 use hookline_core::breaker::BreakerConfig;
-use hookline_core::config::{ConfigError, Env, Secret};
+use hookline_core::config::{
+    AMQP_URL, ConfigError, DATABASE_URL, DEV, Env, Millis, QUEUE_MAX_LENGTH, SANDBOX_SEVDESK_TOKEN,
+    SHUTDOWN_TIMEOUT, Seconds, Secret, Setting, SettingSpec,
+};
 use hookline_core::retry::RetryPolicy;
-use hookline_core::topology::{DEFAULT_QUEUE_MAX_LENGTH, TopologySettings};
+use hookline_core::topology::TopologySettings;
+use hookline_telemetry::LOG_FORMAT;
 pub use hookline_telemetry::LogFormat;
 
 /// The most sevDesk requests one orders delivery makes, each bounded by
 /// `HOOKLINE_SEVDESK_TIMEOUT_MS`: an `orders/paid` from scratch that finds a half-done invoice
-/// makes find contact, create contact, find invoice (adopt), save invoice, send it, read it,
-/// find the check account (once per process) and book the payment. Cancellations and refunds make
+/// makes find contact, create contact, search invoices (adopt), save invoice, send it, read it,
+/// and book the payment; the account is read once per process. Cancellations and refunds make
 /// fewer. The handler timeout must be at least this many sevDesk timeouts.
 pub const SEVDESK_CALLS_PER_DELIVERY: u32 = 8;
+
+/// `HOOKLINE_REDIS_URL`.
+pub const REDIS_URL: Setting<Secret> = Setting::new(
+    "HOOKLINE_REDIS_URL",
+    "redis://127.0.0.1:6379",
+    "Redis, the idempotency fast path (optional at run time: without it PostgreSQL decides alone).",
+);
+/// `HOOKLINE_REDIS_PREFIX`.
+pub const REDIS_PREFIX: Setting<String> = Setting::new(
+    "HOOKLINE_REDIS_PREFIX",
+    "hookline",
+    "Namespace of our Redis keys, so deployments (and tests) can share one Redis.",
+);
+/// `HOOKLINE_ERP_URL`.
+pub const ERP_URL: Setting<String> = Setting::new(
+    "HOOKLINE_ERP_URL",
+    "http://127.0.0.1:8090/erp/stock-levels",
+    "Where the outbox relay POSTs stock changes (default: the sandbox).",
+);
+/// `HOOKLINE_ERP_TIMEOUT_MS`.
+pub const ERP_TIMEOUT: Setting<Millis> =
+    Setting::new("HOOKLINE_ERP_TIMEOUT_MS", "5000", "Per request to the ERP.");
+/// `HOOKLINE_SEVDESK_URL`.
+pub const SEVDESK_URL: Setting<String> = Setting::new(
+    "HOOKLINE_SEVDESK_URL",
+    "http://127.0.0.1:8090/api/v1",
+    "The sevDesk API (default: the sandbox); in production `https://my.sevdesk.de/api/v1`.",
+);
+/// `HOOKLINE_SEVDESK_TOKEN`.
+pub const SEVDESK_TOKEN: Setting<Secret> = Setting::new(
+    "HOOKLINE_SEVDESK_TOKEN",
+    SANDBOX_SEVDESK_TOKEN,
+    "The sevDesk API token (default: the sandbox's, refused with any sevDesk URL but a sandbox on this machine unless `HOOKLINE_DEV` is set).",
+);
+/// `HOOKLINE_SEVDESK_TIMEOUT_MS`.
+pub const SEVDESK_TIMEOUT: Setting<Millis> = Setting::new(
+    "HOOKLINE_SEVDESK_TIMEOUT_MS",
+    "10000",
+    "Per sevDesk request.",
+);
+/// `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID`.
+pub const SEVDESK_CHECK_ACCOUNT: Setting<Option<String>> = Setting::optional(
+    "HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID",
+    "the account's first offline (clearing) check account",
+    "The sevDesk check account payments of gateways without their own are booked on. Never an online (bank) account: sevDesk books there only with a bank transaction. See docs/sevdesk.md.",
+);
+/// `HOOKLINE_SEVDESK_CHECK_ACCOUNTS`.
+pub const SEVDESK_CHECK_ACCOUNTS: Setting<Option<String>> = Setting::optional(
+    "HOOKLINE_SEVDESK_CHECK_ACCOUNTS",
+    "every gateway books on HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID",
+    "The check account per Shopify payment gateway: `gateway=id` pairs, comma-separated, e.g. `paypal=3,shopify_payments=2,gift_card=4` (`gift_card` for gift-card payments).",
+);
+/// `HOOKLINE_SEVDESK_SEV_USER_ID`.
+pub const SEVDESK_SEV_USER: Setting<Option<String>> = Setting::optional(
+    "HOOKLINE_SEVDESK_SEV_USER_ID",
+    "the account's only SevUser",
+    "The SevUser who issues the documents (`contactPerson`); required when the account has several users.",
+);
+/// `HOOKLINE_SEVDESK_SMALL_BUSINESS`.
+pub const SEVDESK_SMALL_BUSINESS: Setting<bool> = Setting::new(
+    "HOOKLINE_SEVDESK_SMALL_BUSINESS",
+    "false",
+    "The merchant is a small business under § 19 UStG: documents carry no VAT (tax rule 11).",
+);
+/// `HOOKLINE_SEVDESK_OSS`.
+pub const SEVDESK_OSS: Setting<bool> = Setting::new(
+    "HOOKLINE_SEVDESK_OSS",
+    "false",
+    "The merchant is registered for the One Stop Shop: EU consumers are invoiced their country's VAT (tax rule 18).",
+);
+/// `HOOKLINE_SEVDESK_SETTLE_SECS`.
+pub const SEVDESK_SETTLE: Setting<Seconds> = Setting::new(
+    "HOOKLINE_SEVDESK_SETTLE_SECS",
+    "60",
+    "How long a sevDesk call whose outcome is unknown (timeout, dropped connection, 5xx) is left alone before sevDesk is searched for its result. At least twice HOOKLINE_SEVDESK_TIMEOUT_MS; above sevDesk's slowest answer plus its search lag.",
+);
+/// `HOOKLINE_WORKER_HTTP_ADDR`.
+pub const HTTP_ADDR: Setting<String> = Setting::new(
+    "HOOKLINE_WORKER_HTTP_ADDR",
+    "127.0.0.1:8081",
+    "Listen address of `/healthz`, `/readyz` and `/metrics`. Port 0 picks a free port (tests).",
+);
+/// `HOOKLINE_WORKER_DOMAINS`.
+pub const DOMAINS: Setting<Vec<Domain>> = Setting::new(
+    "HOOKLINE_WORKER_DOMAINS",
+    "inventory,orders,compliance",
+    "Which bulkheads this process runs; domains can be split across deployments and scaled apart.",
+);
+/// `HOOKLINE_INVENTORY_CONCURRENCY`.
+pub const INVENTORY_CONCURRENCY: Setting<usize> = Setting::new(
+    "HOOKLINE_INVENTORY_CONCURRENCY",
+    "16",
+    "Inventory deliveries handled at once: short PostgreSQL transactions, many at once.",
+);
+/// `HOOKLINE_INVENTORY_PREFETCH`.
+pub const INVENTORY_PREFETCH: Setting<u16> = Setting::new(
+    "HOOKLINE_INVENTORY_PREFETCH",
+    "32",
+    "Unacknowledged inventory deliveries the broker may push ahead.",
+);
+/// `HOOKLINE_INVENTORY_DB_POOL`.
+pub const INVENTORY_DB_POOL: Setting<usize> = Setting::new(
+    "HOOKLINE_INVENTORY_DB_POOL",
+    "8",
+    "PostgreSQL connections of the inventory bulkhead (fewer than its handlers: transactions are short).",
+);
+/// `HOOKLINE_ORDERS_CONCURRENCY`.
+pub const ORDERS_CONCURRENCY: Setting<usize> = Setting::new(
+    "HOOKLINE_ORDERS_CONCURRENCY",
+    "8",
+    "Orders deliveries handled at once (each waits on sevDesk).",
+);
+/// `HOOKLINE_ORDERS_PREFETCH`.
+pub const ORDERS_PREFETCH: Setting<u16> = Setting::new(
+    "HOOKLINE_ORDERS_PREFETCH",
+    "16",
+    "Unacknowledged orders deliveries the broker may push ahead.",
+);
+/// `HOOKLINE_ORDERS_DB_POOL`.
+pub const ORDERS_DB_POOL: Setting<usize> = Setting::new(
+    "HOOKLINE_ORDERS_DB_POOL",
+    "10",
+    "PostgreSQL connections of the orders bulkhead. An order in flight holds one (its advisory lock lives on it), so keep it above `HOOKLINE_ORDERS_CONCURRENCY`.",
+);
+/// `HOOKLINE_COMPLIANCE_CONCURRENCY`.
+pub const COMPLIANCE_CONCURRENCY: Setting<usize> = Setting::new(
+    "HOOKLINE_COMPLIANCE_CONCURRENCY",
+    "2",
+    "Compliance requests handled at once: rare, each scans the dead-letter queues.",
+);
+/// `HOOKLINE_COMPLIANCE_PREFETCH`.
+pub const COMPLIANCE_PREFETCH: Setting<u16> = Setting::new(
+    "HOOKLINE_COMPLIANCE_PREFETCH",
+    "4",
+    "Unacknowledged compliance deliveries the broker may push ahead.",
+);
+/// `HOOKLINE_COMPLIANCE_DB_POOL`.
+pub const COMPLIANCE_DB_POOL: Setting<usize> = Setting::new(
+    "HOOKLINE_COMPLIANCE_DB_POOL",
+    "3",
+    "PostgreSQL connections of the compliance bulkhead.",
+);
+/// `HOOKLINE_RETRY_MAX_ATTEMPTS`.
+pub const RETRY_MAX_ATTEMPTS: Setting<u32> = Setting::new(
+    "HOOKLINE_RETRY_MAX_ATTEMPTS",
+    "5",
+    "Attempts of a retryable failure (broker-held retries) before it is dead-lettered.",
+);
+/// `HOOKLINE_RETRY_INITIAL_MS`.
+pub const RETRY_INITIAL: Setting<Millis> = Setting::new(
+    "HOOKLINE_RETRY_INITIAL_MS",
+    "1000",
+    "The first retry's delay; later ones grow exponentially, with jitter.",
+);
+/// `HOOKLINE_RETRY_MAX_DELAY_MS`.
+pub const RETRY_MAX_DELAY: Setting<Millis> = Setting::new(
+    "HOOKLINE_RETRY_MAX_DELAY_MS",
+    "30000",
+    "The longest retry delay.",
+);
+/// `HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS`.
+pub const CLAIM_TTL: Setting<Seconds> = Setting::new(
+    "HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS",
+    "180",
+    "A `processing` claim in Redis expires after this (at least 2 s), so a crashed worker cannot block a key forever. Handlers time out at half of it, which must fit 8 sevDesk calls of HOOKLINE_SEVDESK_TIMEOUT_MS when the orders domain runs (the worker refuses to start otherwise); a delivery waiting for its order or key longer than 4 handler timeouts is dead-lettered as `busy_too_long`.",
+);
+/// `HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS`.
+pub const DONE_TTL: Setting<Seconds> = Setting::new(
+    "HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS",
+    "604800",
+    "How long Redis remembers a finished key (7 days).",
+);
+/// `HOOKLINE_OUTBOX_RELAY`.
+pub const OUTBOX_RELAY: Setting<bool> = Setting::new(
+    "HOOKLINE_OUTBOX_RELAY",
+    "true",
+    "Run the outbox relay in this process.",
+);
+/// `HOOKLINE_OUTBOX_POLL_MS`.
+pub const OUTBOX_POLL: Setting<Millis> = Setting::new(
+    "HOOKLINE_OUTBOX_POLL_MS",
+    "500",
+    "How often the relay looks for due rows without a notification.",
+);
+/// `HOOKLINE_OUTBOX_BATCH`.
+pub const OUTBOX_BATCH: Setting<u32> = Setting::new(
+    "HOOKLINE_OUTBOX_BATCH",
+    "50",
+    "Outbox rows claimed per round.",
+);
+/// `HOOKLINE_OUTBOX_MAX_ATTEMPTS`.
+pub const OUTBOX_MAX_ATTEMPTS: Setting<u32> = Setting::new(
+    "HOOKLINE_OUTBOX_MAX_ATTEMPTS",
+    "10",
+    "Sends of an outbox row before it is marked `failed`.",
+);
+/// `HOOKLINE_OUTBOX_LEASE_SECS`.
+pub const OUTBOX_LEASE: Setting<Seconds> = Setting::new(
+    "HOOKLINE_OUTBOX_LEASE_SECS",
+    "30",
+    "How long a claimed outbox row is reserved for one relay; a relay that dies mid-send loses its claim after this. A live relay extends it every third of it while its requests run.",
+);
+/// `HOOKLINE_RECONCILE_SHOPS`.
+pub const RECONCILE_SHOPS: Setting<Option<Secret>> = Setting::optional(
+    "HOOKLINE_RECONCILE_SHOPS",
+    "no reconciliation",
+    "Shops the reconciliation poller checks: `shop=admin-token` pairs, comma-separated.",
+);
+/// `HOOKLINE_RECONCILE_INTERVAL_SECS`.
+pub const RECONCILE_INTERVAL: Setting<Seconds> = Setting::new(
+    "HOOKLINE_RECONCILE_INTERVAL_SECS",
+    "300",
+    "How often each shop is polled.",
+);
+/// `HOOKLINE_RECONCILE_OVERLAP_SECS`.
+pub const RECONCILE_OVERLAP: Setting<Seconds> = Setting::new(
+    "HOOKLINE_RECONCILE_OVERLAP_SECS",
+    "600",
+    "How far before the watermark each cycle starts, for changes whose `updated_at` lags behind their visibility.",
+);
+/// `HOOKLINE_RECONCILE_LOOKBACK_SECS`.
+pub const RECONCILE_LOOKBACK: Setting<Seconds> = Setting::new(
+    "HOOKLINE_RECONCILE_LOOKBACK_SECS",
+    "86400",
+    "Where the first cycle of a shop starts.",
+);
+/// `HOOKLINE_RECONCILE_PAGE_LIMIT`.
+pub const RECONCILE_PAGE_LIMIT: Setting<u32> = Setting::new(
+    "HOOKLINE_RECONCILE_PAGE_LIMIT",
+    "250",
+    "Orders per page (250 is Shopify's maximum).",
+)
+.expecting("1 to 250");
+/// `HOOKLINE_RECONCILE_REPUBLISH_SECS`.
+pub const RECONCILE_REPUBLISH: Setting<Seconds> = Setting::new(
+    "HOOKLINE_RECONCILE_REPUBLISH_SECS",
+    "3600",
+    "An order is republished at most once per this long, however many cycles find it behind.",
+);
+/// `HOOKLINE_SHOPIFY_ADMIN_URL`.
+pub const SHOPIFY_ADMIN_URL: Setting<String> = Setting::new(
+    "HOOKLINE_SHOPIFY_ADMIN_URL",
+    "https://{shop}",
+    "The Shopify Admin API's base; `{shop}` is replaced by the shop's domain.",
+);
+/// `HOOKLINE_SHOPIFY_API_VERSION`.
+pub const SHOPIFY_API_VERSION: Setting<String> = Setting::new(
+    "HOOKLINE_SHOPIFY_API_VERSION",
+    "2025-10",
+    "The Admin API version reconciliation asks for.",
+);
+/// `HOOKLINE_REDRIVE_RATE`.
+pub const REDRIVE_RATE: Setting<f64> = Setting::new(
+    "HOOKLINE_REDRIVE_RATE",
+    "0",
+    "Dead letters re-driven per second once sevDesk's breaker has closed again after an outage; 0 turns it off.",
+);
+/// `HOOKLINE_RETENTION_INTERVAL_SECS`.
+pub const RETENTION_INTERVAL: Setting<Seconds> = Setting::new(
+    "HOOKLINE_RETENTION_INTERVAL_SECS",
+    "3600",
+    "How often old rows are pruned; 0 turns pruning off.",
+);
+/// `HOOKLINE_RETENTION_PROCESSED_EVENTS_DAYS`.
+pub const RETENTION_PROCESSED_EVENTS: Setting<u32> = Setting::new(
+    "HOOKLINE_RETENTION_PROCESSED_EVENTS_DAYS",
+    "30",
+    "Days `processed_events` rows are kept; keep it above every redelivery window.",
+)
+.expecting("whole days ≥ 1");
+/// `HOOKLINE_RETENTION_OUTBOX_SENT_DAYS`.
+pub const RETENTION_OUTBOX_SENT: Setting<u32> = Setting::new(
+    "HOOKLINE_RETENTION_OUTBOX_SENT_DAYS",
+    "7",
+    "Days sent outbox rows are kept (pending and failed rows are never pruned).",
+)
+.expecting("whole days ≥ 1");
+/// `HOOKLINE_RETENTION_DEAD_LETTER_ARCHIVE_DAYS`.
+pub const RETENTION_DEAD_LETTER_ARCHIVE: Setting<u32> = Setting::new(
+    "HOOKLINE_RETENTION_DEAD_LETTER_ARCHIVE_DAYS",
+    "90",
+    "Days archived dead letters are kept.",
+)
+.expecting("whole days ≥ 1");
+/// `HOOKLINE_RETENTION_EXPORT_DAYS`.
+pub const RETENTION_EXPORT: Setting<u32> = Setting::new(
+    "HOOKLINE_RETENTION_EXPORT_DAYS",
+    "30",
+    "Days compliance data exports are kept.",
+)
+.expecting("whole days ≥ 1");
+/// `HOOKLINE_BREAKER_OPEN_MS`.
+pub const BREAKER_OPEN: Setting<Millis> = Setting::new(
+    "HOOKLINE_BREAKER_OPEN_MS",
+    "60000",
+    "How long an open circuit breaker refuses calls to its downstream before it probes again.",
+);
+
+/// Every setting of the worker, in the order `--help` and the docs show them.
+pub const SETTINGS: &[SettingSpec] = &[
+    AMQP_URL.spec(),
+    DATABASE_URL.spec(),
+    REDIS_URL.spec(),
+    REDIS_PREFIX.spec(),
+    ERP_URL.spec(),
+    ERP_TIMEOUT.spec(),
+    SEVDESK_URL.spec(),
+    SEVDESK_TOKEN.spec(),
+    SEVDESK_TIMEOUT.spec(),
+    SEVDESK_CHECK_ACCOUNT.spec(),
+    SEVDESK_CHECK_ACCOUNTS.spec(),
+    SEVDESK_SEV_USER.spec(),
+    SEVDESK_SMALL_BUSINESS.spec(),
+    SEVDESK_OSS.spec(),
+    SEVDESK_SETTLE.spec(),
+    HTTP_ADDR.spec(),
+    DOMAINS.spec(),
+    INVENTORY_CONCURRENCY.spec(),
+    INVENTORY_PREFETCH.spec(),
+    INVENTORY_DB_POOL.spec(),
+    ORDERS_CONCURRENCY.spec(),
+    ORDERS_PREFETCH.spec(),
+    ORDERS_DB_POOL.spec(),
+    COMPLIANCE_CONCURRENCY.spec(),
+    COMPLIANCE_PREFETCH.spec(),
+    COMPLIANCE_DB_POOL.spec(),
+    QUEUE_MAX_LENGTH.spec(),
+    RETRY_MAX_ATTEMPTS.spec(),
+    RETRY_INITIAL.spec(),
+    RETRY_MAX_DELAY.spec(),
+    CLAIM_TTL.spec(),
+    DONE_TTL.spec(),
+    OUTBOX_RELAY.spec(),
+    OUTBOX_POLL.spec(),
+    OUTBOX_BATCH.spec(),
+    OUTBOX_MAX_ATTEMPTS.spec(),
+    OUTBOX_LEASE.spec(),
+    RECONCILE_SHOPS.spec(),
+    RECONCILE_INTERVAL.spec(),
+    RECONCILE_OVERLAP.spec(),
+    RECONCILE_LOOKBACK.spec(),
+    RECONCILE_PAGE_LIMIT.spec(),
+    RECONCILE_REPUBLISH.spec(),
+    SHOPIFY_ADMIN_URL.spec(),
+    SHOPIFY_API_VERSION.spec(),
+    REDRIVE_RATE.spec(),
+    RETENTION_INTERVAL.spec(),
+    RETENTION_PROCESSED_EVENTS.spec(),
+    RETENTION_OUTBOX_SENT.spec(),
+    RETENTION_DEAD_LETTER_ARCHIVE.spec(),
+    RETENTION_EXPORT.spec(),
+    BREAKER_OPEN.spec(),
+    SHUTDOWN_TIMEOUT.spec(),
+    LOG_FORMAT.spec(),
+    DEV.spec(),
+];
+
+/// The worker's section of `docs/configuration.md`.
+pub fn config_docs() -> String {
+    hookline_core::config::markdown(
+        "hookline-worker",
+        "Consumes envelopes and applies their effects exactly once (PostgreSQL, the outbox to the ERP, sevDesk); `hookline-worker migrate` applies the database migrations.",
+        SETTINGS,
+    )
+}
 
 /// The sizes of one domain's bulkhead. Each domain has its own, so a slow downstream can only
 /// exhaust its own permits, connections and prefetched messages.
@@ -32,91 +404,74 @@ pub struct BulkheadSettings {
 /// The outbox relay's settings.
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
-    /// `HOOKLINE_OUTBOX_POLL_MS` (500): how often due rows are looked for without a notification.
+    /// [`OUTBOX_POLL`].
     pub poll_interval: Duration,
-    /// `HOOKLINE_OUTBOX_BATCH` (50): rows claimed per round.
+    /// [`OUTBOX_BATCH`].
     pub batch_size: i64,
-    /// `HOOKLINE_OUTBOX_MAX_ATTEMPTS` (10): sends before a row is marked `failed`.
+    /// [`OUTBOX_MAX_ATTEMPTS`].
     pub max_attempts: u32,
-    /// `HOOKLINE_OUTBOX_LEASE_SECS` (30): how long a claimed row is reserved for one relay; a
-    /// relay that dies mid-send loses its claim after this. A live relay extends it every third
-    /// of it while its requests run, so it need not cover a whole round.
+    /// [`OUTBOX_LEASE`].
     pub lease: Duration,
-    /// `HOOKLINE_ERP_TIMEOUT_MS` (5000): per request to the ERP.
+    /// [`ERP_TIMEOUT`].
     pub request_timeout: Duration,
 }
 
-/// Everything the worker can be told.
+/// Everything the worker can be told; each field's setting is declared above.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `HOOKLINE_AMQP_URL`.
+    /// [`AMQP_URL`].
     pub amqp_url: Secret,
-    /// `HOOKLINE_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/test`.
+    /// [`DATABASE_URL`].
     pub database_url: Secret,
-    /// `HOOKLINE_REDIS_URL`, default `redis://127.0.0.1:6379`.
+    /// [`REDIS_URL`].
     pub redis_url: Secret,
-    /// `HOOKLINE_REDIS_PREFIX` (`hookline`): namespace of our Redis keys, so deployments (and
-    /// tests) can share one Redis.
+    /// [`REDIS_PREFIX`].
     pub redis_prefix: String,
-    /// `HOOKLINE_ERP_URL`, default `http://127.0.0.1:8090/erp/stock-levels`: where the outbox
-    /// relay POSTs stock changes.
+    /// [`ERP_URL`].
     pub erp_url: String,
-    /// `HOOKLINE_SEVDESK_URL`, default the sandbox's `http://127.0.0.1:8090/api/v1`; in production
-    /// `https://my.sevdesk.de/api/v1`.
+    /// [`SEVDESK_URL`].
     pub sevdesk_url: String,
-    /// `HOOKLINE_SEVDESK_TOKEN`: the API token (default: the sandbox's).
+    /// [`SEVDESK_TOKEN`].
     pub sevdesk_token: Secret,
-    /// `HOOKLINE_SEVDESK_TIMEOUT_MS` (10000): per sevDesk request.
+    /// [`SEVDESK_TIMEOUT`].
     pub sevdesk_timeout: Duration,
-    /// The sevDesk account: `HOOKLINE_SEVDESK_SEV_USER_ID` (the SevUser that issues documents;
-    /// default: the account's only one), `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID` (default check
-    /// account; default: the first offline one), `HOOKLINE_SEVDESK_CHECK_ACCOUNTS`
-    /// (`gateway=id,…`), `HOOKLINE_SEVDESK_SMALL_BUSINESS` and `HOOKLINE_SEVDESK_OSS` (`true` or
-    /// `false`, default `false`; see the orders domain's tax table).
-    pub sevdesk_account: crate::domains::orders::account::AccountSettings,
-    /// `HOOKLINE_SEVDESK_SETTLE_SECS` (60): how long a sevDesk call whose outcome is unknown is
-    /// left alone before hookline searches sevDesk for its result. Must be well above sevDesk's
-    /// slowest answer and `HOOKLINE_SEVDESK_TIMEOUT_MS`.
-    pub sevdesk_settle: Duration,
-    /// `HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID`: where payments are booked; default: the first check
-    /// account sevDesk lists.
+    /// [`SEVDESK_CHECK_ACCOUNT`]; `None`: the first offline check account sevDesk lists.
     pub sevdesk_check_account: Option<String>,
-    /// `HOOKLINE_WORKER_HTTP_ADDR`, default `127.0.0.1:8081`: `/healthz`, `/readyz`, `/metrics`.
+    /// The sevDesk account: [`SEVDESK_SEV_USER`], [`SEVDESK_CHECK_ACCOUNT`],
+    /// [`SEVDESK_CHECK_ACCOUNTS`], [`SEVDESK_SMALL_BUSINESS`], [`SEVDESK_OSS`].
+    pub sevdesk_account: crate::domains::orders::account::AccountSettings,
+    /// [`SEVDESK_SETTLE`].
+    pub sevdesk_settle: Duration,
+    /// [`HTTP_ADDR`]: `/healthz`, `/readyz`, `/metrics`.
     pub http_addr: String,
-    /// `HOOKLINE_WORKER_DOMAINS` (`inventory,orders`): which bulkheads this process runs. Domains
-    /// can be split across deployments and scaled apart.
+    /// [`DOMAINS`]: which bulkheads this process runs.
     pub domains: Vec<Domain>,
-    /// Per-domain sizes.
+    /// Per-domain sizes (`HOOKLINE_<DOMAIN>_CONCURRENCY`, `_PREFETCH`, `_DB_POOL`).
     pub bulkheads: BTreeMap<Domain, BulkheadSettings>,
-    /// `HOOKLINE_QUEUE_MAX_LENGTH`: must match the ingestor (see the topology docs).
+    /// [`QUEUE_MAX_LENGTH`]: must match the ingestor (see the topology docs).
     pub topology: TopologySettings,
-    /// `HOOKLINE_RETRY_MAX_ATTEMPTS` (5), `HOOKLINE_RETRY_INITIAL_MS` (1000),
-    /// `HOOKLINE_RETRY_MAX_DELAY_MS` (30000): broker-held retries of retryable failures.
+    /// [`RETRY_MAX_ATTEMPTS`], [`RETRY_INITIAL`], [`RETRY_MAX_DELAY`]: broker-held retries of
+    /// retryable failures.
     pub retry: RetryPolicy,
-    /// `HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS` (180): a `processing` claim in Redis expires after
-    /// this, so a crashed worker cannot block a key forever. Handlers time out at half of it
-    /// ([`Settings::handler_timeout`]), which must fit [`SEVDESK_CALLS_PER_DELIVERY`] sevDesk
-    /// calls of `HOOKLINE_SEVDESK_TIMEOUT_MS` each when the orders domain runs: 8 × 10 s = 80 s
-    /// ≤ 90 s by default; start-up refuses settings that do not.
+    /// [`CLAIM_TTL`]: handlers time out at half of it.
     pub claim_ttl: Duration,
-    /// `HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS` (7 days): how long Redis remembers a finished key.
+    /// [`DONE_TTL`].
     pub done_ttl: Duration,
     /// The outbox relay.
     pub outbox: OutboxSettings,
-    /// `HOOKLINE_OUTBOX_RELAY` (`true`): run the relay in this process.
+    /// [`OUTBOX_RELAY`]: run the relay in this process.
     pub run_outbox_relay: bool,
     /// The reconciliation poller (off when no shop is configured).
     pub reconcile: crate::reconcile::ReconcileSettings,
     /// What is pruned when.
     pub retention: crate::retention::RetentionSettings,
-    /// `HOOKLINE_REDRIVE_RATE` (0, off): dead letters re-driven per second after a downstream's
-    /// breaker closed again (see [`crate::redrive`]).
+    /// [`REDRIVE_RATE`] (see [`crate::redrive`]).
     pub redrive_rate: f64,
-    /// Circuit breaker of each downstream (defaults of the core breaker).
+    /// Circuit breaker of each downstream ([`BREAKER_OPEN`], other values the core breaker's).
     pub breaker: BreakerConfig,
-    /// `HOOKLINE_SHUTDOWN_TIMEOUT_SECS` (25): on SIGTERM, how long in-flight work may take.
+    /// [`SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
-    /// `HOOKLINE_LOG_FORMAT`: `text` or `json`.
+    /// [`LOG_FORMAT`].
     pub log_format: LogFormat,
 }
 
@@ -129,60 +484,24 @@ impl Settings {
     /// Reads settings through `get` (tests pass their own).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::from_fn(get);
-        let domains = env
-            .string("HOOKLINE_WORKER_DOMAINS", "inventory,orders,compliance")
-            .split(',')
-            .map(str::trim)
-            .filter(|d| !d.is_empty())
-            .map(|d| {
-                Domain::parse(d).ok_or_else(|| ConfigError::Invalid {
-                    name: "HOOKLINE_WORKER_DOMAINS",
-                    value: d.to_owned(),
-                    reason: "expected a comma-separated list of inventory, orders, compliance",
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let domains = env.read(&DOMAINS)?;
         let mut bulkheads = BTreeMap::new();
         for domain in Domain::ALL {
-            let [concurrency, prefetch, db_pool] = bulkhead_variables(domain);
-            let defaults = BulkheadSettings::default_for(domain);
+            let (concurrency, prefetch, db_pool) = bulkhead_settings(domain);
             bulkheads.insert(
                 domain,
                 BulkheadSettings {
-                    concurrency: env
-                        .parse::<usize>(concurrency, defaults.concurrency, "expected a number ≥ 1")?
-                        .max(1),
-                    prefetch: env
-                        .parse(
-                            prefetch,
-                            defaults.prefetch,
-                            "expected a number from 1 to 65535",
-                        )?
-                        .max(1),
-                    db_pool: env
-                        .parse::<usize>(db_pool, defaults.db_pool, "expected a number ≥ 1")?
-                        .max(1),
+                    concurrency: env.read(concurrency)?.max(1),
+                    prefetch: env.read(prefetch)?.max(1),
+                    db_pool: env.read(db_pool)?.max(1),
                 },
             );
         }
-        let log_format = env.choice(
-            "HOOKLINE_LOG_FORMAT",
-            "text",
-            LogFormat::parse,
-            "expected json or text",
-        )?;
+        let log_format = env.read(&LOG_FORMAT)?;
         let retry = RetryPolicy {
-            initial: Duration::from_millis(env.parse(
-                "HOOKLINE_RETRY_INITIAL_MS",
-                1000,
-                "expected milliseconds",
-            )?),
-            max_delay: Duration::from_millis(env.parse(
-                "HOOKLINE_RETRY_MAX_DELAY_MS",
-                30_000,
-                "expected milliseconds",
-            )?),
-            max_attempts: env.parse("HOOKLINE_RETRY_MAX_ATTEMPTS", 5, "expected a number ≥ 1")?,
+            initial: env.read(&RETRY_INITIAL)?.0,
+            max_delay: env.read(&RETRY_MAX_DELAY)?.0,
+            max_attempts: env.read(&RETRY_MAX_ATTEMPTS)?,
             ..RetryPolicy::default()
         };
         retry.validate().map_err(|e| ConfigError::Invalid {
@@ -190,121 +509,89 @@ impl Settings {
             value: e.to_string(),
             reason: "the retry policy is inconsistent",
         })?;
-        let sevdesk_timeout = Duration::from_millis(env.parse(
-            "HOOKLINE_SEVDESK_TIMEOUT_MS",
-            10_000,
-            "expected milliseconds",
-        )?);
-        let settings = Self {
-            amqp_url: Secret::new(
-                env.string("HOOKLINE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
-            ),
-            database_url: Secret::new(env.string(
-                "HOOKLINE_DATABASE_URL",
-                "postgres://postgres@127.0.0.1:5432/test",
-            )),
-            redis_url: Secret::new(env.string("HOOKLINE_REDIS_URL", "redis://127.0.0.1:6379")),
-            redis_prefix: env.string("HOOKLINE_REDIS_PREFIX", "hookline"),
-            erp_url: env.string("HOOKLINE_ERP_URL", "http://127.0.0.1:8090/erp/stock-levels"),
-            sevdesk_url: env.string("HOOKLINE_SEVDESK_URL", "http://127.0.0.1:8090/api/v1"),
-            sevdesk_token: Secret::new(
-                env.string("HOOKLINE_SEVDESK_TOKEN", "0123456789abcdef0123456789abcdef"),
-            ),
-            sevdesk_timeout,
-            sevdesk_check_account: env.get("HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID"),
-            sevdesk_account: crate::domains::orders::account::AccountSettings {
-                sev_user: env.get("HOOKLINE_SEVDESK_SEV_USER_ID"),
-                default_check_account: env.get("HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID"),
-                gateway_accounts: env.choice(
-                    "HOOKLINE_SEVDESK_CHECK_ACCOUNTS",
-                    "",
-                    |v| crate::domains::orders::account::parse_gateway_accounts(v).ok(),
-                    "expected gateway=check-account-id pairs, comma-separated (e.g. paypal=3,shopify_payments=2)",
-                )?,
-                tax: crate::domains::orders::tax::TaxSettings {
-                    small_business: env.choice(
-                        "HOOKLINE_SEVDESK_SMALL_BUSINESS",
-                        "false",
-                        parse_bool,
-                        "expected true or false",
-                    )?,
-                    oss: env.choice("HOOKLINE_SEVDESK_OSS", "false", parse_bool, "expected true or false")?,
+        let sevdesk_url = env.read(&SEVDESK_URL)?;
+        let sevdesk_token = env.read(&SEVDESK_TOKEN)?;
+        if !env.read(&DEV)?
+            && sevdesk_token.expose() == SANDBOX_SEVDESK_TOKEN
+            && !is_on_this_machine(&sevdesk_url)
+        {
+            return Err(ConfigError::DevelopmentValue {
+                name: SEVDESK_TOKEN.name(),
+                problem: "is the sandbox's token (the default), but HOOKLINE_SEVDESK_URL is not a sandbox on this machine",
+                fix: "set the sevDesk API token of the account (or point HOOKLINE_SEVDESK_URL at the sandbox)",
+            });
+        }
+        let sevdesk_timeout = env.read(&SEVDESK_TIMEOUT)?.0;
+        let sevdesk_settle = env.read(&SEVDESK_SETTLE)?.0;
+        // A settle shorter than a request may take would verify before sevDesk is done.
+        if sevdesk_settle < sevdesk_timeout * 2 {
+            return Err(ConfigError::Invalid {
+                name: SEVDESK_SETTLE.name(),
+                value: sevdesk_settle.as_secs().to_string(),
+                reason: "must be at least twice HOOKLINE_SEVDESK_TIMEOUT_MS, so a late commit lands before hookline verifies",
+            });
+        }
+        let gateway_accounts = match env.read(&SEVDESK_CHECK_ACCOUNTS)? {
+            None => BTreeMap::new(),
+            Some(text) => crate::domains::orders::account::parse_gateway_accounts(&text).map_err(
+                |_| ConfigError::Invalid {
+                    name: SEVDESK_CHECK_ACCOUNTS.name(),
+                    value: text.clone(),
+                    reason: "expected gateway=check-account-id pairs, comma-separated (e.g. paypal=3,shopify_payments=2)",
                 },
+            )?,
+        };
+        let sevdesk_check_account = env.read(&SEVDESK_CHECK_ACCOUNT)?;
+        let sevdesk_account = crate::domains::orders::account::AccountSettings {
+            sev_user: env.read(&SEVDESK_SEV_USER)?,
+            default_check_account: sevdesk_check_account.clone(),
+            gateway_accounts,
+            tax: crate::domains::orders::tax::TaxSettings {
+                small_business: env.read(&SEVDESK_SMALL_BUSINESS)?,
+                oss: env.read(&SEVDESK_OSS)?,
             },
-            sevdesk_settle: {
-                let settle = Duration::from_secs(env.parse(
-                    "HOOKLINE_SEVDESK_SETTLE_SECS",
-                    60,
-                    "expected seconds",
-                )?);
-                // A settle shorter than a request may take would verify before sevDesk is done.
-                if settle < sevdesk_timeout * 2 {
-                    return Err(ConfigError::Invalid {
-                        name: "HOOKLINE_SEVDESK_SETTLE_SECS",
-                        value: settle.as_secs().to_string(),
-                        reason: "must be at least twice HOOKLINE_SEVDESK_TIMEOUT_MS, so a late commit lands before hookline verifies",
-                    });
-                }
-                settle
-            },
-            http_addr: env.string("HOOKLINE_WORKER_HTTP_ADDR", "127.0.0.1:8081"),
+        };
+        let settings = Self {
+            amqp_url: env.read(&AMQP_URL)?,
+            database_url: env.read(&DATABASE_URL)?,
+            redis_url: env.read(&REDIS_URL)?,
+            redis_prefix: env.read(&REDIS_PREFIX)?,
+            erp_url: env.read(&ERP_URL)?,
+            sevdesk_url,
+            sevdesk_token,
+            sevdesk_timeout,
+            sevdesk_check_account,
+            sevdesk_account,
+            sevdesk_settle,
+            http_addr: env.read(&HTTP_ADDR)?,
             domains,
             bulkheads,
             topology: TopologySettings {
-                queue_max_length: env.parse(
-                    "HOOKLINE_QUEUE_MAX_LENGTH",
-                    DEFAULT_QUEUE_MAX_LENGTH,
-                    "expected a message count",
-                )?,
+                queue_max_length: env.read(&QUEUE_MAX_LENGTH)?,
             },
             retry,
-            claim_ttl: Duration::from_secs(
-                env.parse(
-                    "HOOKLINE_IDEMPOTENCY_CLAIM_TTL_SECS",
-                    180,
-                    "expected seconds",
-                )?
-                .max(2),
-            ),
-            done_ttl: Duration::from_secs(env.parse(
-                "HOOKLINE_IDEMPOTENCY_DONE_TTL_SECS",
-                7 * 24 * 3600,
-                "expected seconds",
-            )?),
+            claim_ttl: env.read(&CLAIM_TTL)?.0.max(Duration::from_secs(2)),
+            done_ttl: env.read(&DONE_TTL)?.0,
             outbox: OutboxSettings {
-                poll_interval: Duration::from_millis(env.parse(
-                    "HOOKLINE_OUTBOX_POLL_MS",
-                    500,
-                    "expected milliseconds",
-                )?),
-                batch_size: env.parse("HOOKLINE_OUTBOX_BATCH", 50, "expected a number of rows")?,
-                max_attempts: env.parse(
-                    "HOOKLINE_OUTBOX_MAX_ATTEMPTS",
-                    10,
-                    "expected a number ≥ 1",
-                )?,
-                lease: Duration::from_secs(env.parse(
-                    "HOOKLINE_OUTBOX_LEASE_SECS",
-                    30,
-                    "expected seconds",
-                )?),
-                request_timeout: Duration::from_millis(env.parse(
-                    "HOOKLINE_ERP_TIMEOUT_MS",
-                    5000,
-                    "expected milliseconds",
-                )?),
+                poll_interval: env.read(&OUTBOX_POLL)?.0,
+                batch_size: i64::from(env.read(&OUTBOX_BATCH)?),
+                max_attempts: env.read(&OUTBOX_MAX_ATTEMPTS)?,
+                lease: env.read(&OUTBOX_LEASE)?.0,
+                request_timeout: env.read(&ERP_TIMEOUT)?.0,
             },
-            run_outbox_relay: env.parse("HOOKLINE_OUTBOX_RELAY", true, "expected true or false")?,
+            run_outbox_relay: env.read(&OUTBOX_RELAY)?,
             reconcile: crate::reconcile::ReconcileSettings {
                 shops: env
-                    .string("HOOKLINE_RECONCILE_SHOPS", "")
+                    .read(&RECONCILE_SHOPS)?
+                    .as_ref()
+                    .map_or("", Secret::expose)
                     .split(',')
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(|pair| {
                         let (shop, token) =
                             pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
-                                name: "HOOKLINE_RECONCILE_SHOPS",
+                                name: RECONCILE_SHOPS.name(),
                                 value: pair.split('=').next().unwrap_or_default().to_owned(),
                                 reason: "expected shop=token pairs, comma-separated",
                             })?;
@@ -314,62 +601,27 @@ impl Settings {
                         })
                     })
                     .collect::<Result<Vec<_>, ConfigError>>()?,
-                interval: Duration::from_secs(
-                    env.parse("HOOKLINE_RECONCILE_INTERVAL_SECS", 300, "expected seconds")?
-                        .max(1),
-                ),
-                overlap: Duration::from_secs(env.parse(
-                    "HOOKLINE_RECONCILE_OVERLAP_SECS",
-                    600,
-                    "expected seconds",
-                )?),
-                lookback: Duration::from_secs(env.parse(
-                    "HOOKLINE_RECONCILE_LOOKBACK_SECS",
-                    86_400,
-                    "expected seconds",
-                )?),
-                admin_url: env.string("HOOKLINE_SHOPIFY_ADMIN_URL", "https://{shop}"),
-                api_version: env.string("HOOKLINE_SHOPIFY_API_VERSION", "2025-10"),
-                page_limit: env
-                    .parse::<u32>("HOOKLINE_RECONCILE_PAGE_LIMIT", 250, "expected 1 to 250")?
-                    .clamp(1, 250),
-                republish_after: Duration::from_secs(env.parse(
-                    "HOOKLINE_RECONCILE_REPUBLISH_SECS",
-                    3600,
-                    "expected seconds",
-                )?),
+                interval: env.read(&RECONCILE_INTERVAL)?.0.max(Duration::from_secs(1)),
+                overlap: env.read(&RECONCILE_OVERLAP)?.0,
+                lookback: env.read(&RECONCILE_LOOKBACK)?.0,
+                admin_url: env.read(&SHOPIFY_ADMIN_URL)?,
+                api_version: env.read(&SHOPIFY_API_VERSION)?,
+                page_limit: env.read(&RECONCILE_PAGE_LIMIT)?.clamp(1, 250),
+                republish_after: env.read(&RECONCILE_REPUBLISH)?.0,
             },
-            redrive_rate: env
-                .parse::<f64>(
-                    "HOOKLINE_REDRIVE_RATE",
-                    0.0,
-                    "expected replays per second (0: off)",
-                )?
-                .max(0.0),
+            redrive_rate: env.read(&REDRIVE_RATE)?.max(0.0),
             retention: crate::retention::RetentionSettings {
-                interval: Duration::from_secs(env.parse(
-                    "HOOKLINE_RETENTION_INTERVAL_SECS",
-                    3600,
-                    "expected seconds (0: off)",
-                )?),
-                processed_events: days(&env, "HOOKLINE_RETENTION_PROCESSED_EVENTS_DAYS", 30)?,
-                outbox_sent: days(&env, "HOOKLINE_RETENTION_OUTBOX_SENT_DAYS", 7)?,
-                dead_letter_archive: days(&env, "HOOKLINE_RETENTION_DEAD_LETTER_ARCHIVE_DAYS", 90)?,
-                exports: days(&env, "HOOKLINE_RETENTION_EXPORT_DAYS", 30)?,
+                interval: env.read(&RETENTION_INTERVAL)?.0,
+                processed_events: days(&env, &RETENTION_PROCESSED_EVENTS)?,
+                outbox_sent: days(&env, &RETENTION_OUTBOX_SENT)?,
+                dead_letter_archive: days(&env, &RETENTION_DEAD_LETTER_ARCHIVE)?,
+                exports: days(&env, &RETENTION_EXPORT)?,
             },
             breaker: BreakerConfig {
-                open_for: Duration::from_millis(env.parse(
-                    "HOOKLINE_BREAKER_OPEN_MS",
-                    60_000,
-                    "expected milliseconds",
-                )?),
+                open_for: env.read(&BREAKER_OPEN)?.0,
                 ..BreakerConfig::default()
             },
-            shutdown_timeout: Duration::from_secs(env.parse(
-                "HOOKLINE_SHUTDOWN_TIMEOUT_SECS",
-                25,
-                "expected seconds",
-            )?),
+            shutdown_timeout: env.read(&SHUTDOWN_TIMEOUT)?.0,
             log_format,
         };
         settings.check_handler_timeout()?;
@@ -419,42 +671,29 @@ impl Settings {
     }
 }
 
-impl BulkheadSettings {
-    /// Sizes that suit each domain's work. Inventory is short PostgreSQL transactions: many at
-    /// once, fewer connections than handlers. Orders wait on sevDesk and hold one connection per
-    /// order in flight (the order's advisory lock lives on it), so their pool is larger than
-    /// their concurrency.
-    pub fn default_for(domain: Domain) -> Self {
-        match domain {
-            Domain::Inventory => Self {
-                concurrency: 16,
-                prefetch: 32,
-                db_pool: 8,
-            },
-            Domain::Orders => Self {
-                concurrency: 8,
-                prefetch: 16,
-                db_pool: 10,
-            },
-            // Rare requests, each scanning the dead-letter queues: one or two at a time.
-            Domain::Compliance => Self {
-                concurrency: 2,
-                prefetch: 4,
-                db_pool: 3,
-            },
-        }
-    }
+/// Whether `url` names a host on this machine (where the sandbox runs in development).
+fn is_on_this_machine(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn days<F: Fn(&str) -> Option<String>>(
     env: &Env<F>,
-    name: &'static str,
-    default: u32,
+    setting: &Setting<u32>,
 ) -> Result<chrono::Duration, ConfigError> {
-    let n: u32 = env.parse(name, default, "expected whole days ≥ 1")?;
+    let n = env.read(setting)?;
     if n == 0 {
         return Err(ConfigError::Invalid {
-            name,
+            name: setting.name(),
             value: "0".into(),
             reason: "expected whole days ≥ 1",
         });
@@ -462,33 +701,26 @@ fn days<F: Fn(&str) -> Option<String>>(
     Ok(chrono::Duration::days(i64::from(n)))
 }
 
-/// `HOOKLINE_<DOMAIN>_CONCURRENCY`, `_PREFETCH`, `_DB_POOL`.
-fn bulkhead_variables(domain: Domain) -> [&'static str; 3] {
+/// The settings of `domain`'s bulkhead: concurrency, prefetch, database pool.
+fn bulkhead_settings(
+    domain: Domain,
+) -> (
+    &'static Setting<usize>,
+    &'static Setting<u16>,
+    &'static Setting<usize>,
+) {
     match domain {
-        Domain::Inventory => [
-            "HOOKLINE_INVENTORY_CONCURRENCY",
-            "HOOKLINE_INVENTORY_PREFETCH",
-            "HOOKLINE_INVENTORY_DB_POOL",
-        ],
-        Domain::Orders => [
-            "HOOKLINE_ORDERS_CONCURRENCY",
-            "HOOKLINE_ORDERS_PREFETCH",
-            "HOOKLINE_ORDERS_DB_POOL",
-        ],
-        Domain::Compliance => [
-            "HOOKLINE_COMPLIANCE_CONCURRENCY",
-            "HOOKLINE_COMPLIANCE_PREFETCH",
-            "HOOKLINE_COMPLIANCE_DB_POOL",
-        ],
-    }
-}
-
-/// `true`/`false` (also `1`/`0`, `yes`/`no`).
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" => Some(true),
-        "false" | "0" | "no" => Some(false),
-        _ => None,
+        Domain::Inventory => (
+            &INVENTORY_CONCURRENCY,
+            &INVENTORY_PREFETCH,
+            &INVENTORY_DB_POOL,
+        ),
+        Domain::Orders => (&ORDERS_CONCURRENCY, &ORDERS_PREFETCH, &ORDERS_DB_POOL),
+        Domain::Compliance => (
+            &COMPLIANCE_CONCURRENCY,
+            &COMPLIANCE_PREFETCH,
+            &COMPLIANCE_DB_POOL,
+        ),
     }
 }
 
@@ -539,6 +771,18 @@ mod tests {
     }
 
     #[test]
+    fn reads_exactly_the_declared_settings() {
+        let read = std::cell::RefCell::new(Vec::new());
+        Settings::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap();
+        let read = read.into_inner();
+        hookline_core::config::check_reads(SETTINGS, read.iter().map(String::as_str)).unwrap();
+    }
+
+    #[test]
     fn a_handler_timeout_shorter_than_the_sevdesk_calls_it_allows_is_refused() {
         let s = settings(&[]).unwrap();
         assert!(s.handler_timeout() >= s.sevdesk_timeout * SEVDESK_CALLS_PER_DELIVERY);
@@ -566,6 +810,46 @@ mod tests {
             .is_ok(),
             "no sevDesk calls without the orders domain"
         );
+    }
+
+    #[test]
+    fn every_domain_runs_by_default() {
+        assert_eq!(settings(&[]).unwrap().domains, Domain::ALL.to_vec());
+    }
+
+    #[test]
+    fn the_sandbox_token_is_refused_with_a_real_sevdesk() {
+        let real = ("HOOKLINE_SEVDESK_URL", "https://my.sevdesk.de/api/v1");
+        let err = settings(&[real]).unwrap_err().to_string();
+        assert!(
+            err.contains("HOOKLINE_SEVDESK_TOKEN") && err.contains("HOOKLINE_DEV=1"),
+            "{err}"
+        );
+        settings(&[real, ("HOOKLINE_SEVDESK_TOKEN", "a-real-token")]).unwrap();
+        settings(&[real, ("HOOKLINE_DEV", "1")]).unwrap();
+        for sandbox in [
+            "http://127.0.0.1:8090/api/v1",
+            "http://localhost:1234/api/v1",
+            "http://[::1]:8090/api/v1",
+        ] {
+            settings(&[("HOOKLINE_SEVDESK_URL", sandbox)]).unwrap();
+        }
+        assert!(settings(&[("HOOKLINE_SEVDESK_URL", "http://sandbox:8090/api/v1")]).is_err());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_expected() {
+        let err = settings(&[("HOOKLINE_ORDERS_PREFETCH", "70000")])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "HOOKLINE_ORDERS_PREFETCH=\"70000\" is invalid: expected a whole number up to 65535"
+        );
+        let err = settings(&[("HOOKLINE_RETENTION_EXPORT_DAYS", "0")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOOKLINE_RETENTION_EXPORT_DAYS"), "{err}");
     }
 
     #[test]

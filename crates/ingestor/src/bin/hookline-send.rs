@@ -12,23 +12,21 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use hookline_core::config::{self, Env};
 use hookline_core::envelope::header::{self, HeaderForm};
 use hookline_core::signature::sign;
+use hookline_ingestor::settings::send;
 
 /// Sign a Shopify webhook body and POST it to a hookline ingestor.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version, after_long_help = config::help_text(send::SETTINGS))]
 struct Args {
-    /// Where to post.
-    #[arg(
-        long,
-        env = "HOOKLINE_SEND_URL",
-        default_value = "http://127.0.0.1:8080/webhooks/shopify"
-    )]
-    url: String,
-    /// The app's client secret (the first of HOOKLINE_SHOPIFY_SECRETS).
-    #[arg(long, env = "HOOKLINE_SEND_SECRET", hide_env_values = true)]
-    secret: String,
+    /// Where to post [default: HOOKLINE_SEND_URL or http://127.0.0.1:8080/webhooks/shopify].
+    #[arg(long)]
+    url: Option<String>,
+    /// The app's client secret (the first of HOOKLINE_SHOPIFY_SECRETS) [default: HOOKLINE_SEND_SECRET].
+    #[arg(long)]
+    secret: Option<String>,
     /// X-Shopify-Topic.
     #[arg(long)]
     topic: String,
@@ -72,6 +70,19 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let env = Env::process();
+    let url = match args.url {
+        Some(url) => url,
+        None => env.read(&send::URL)?,
+    };
+    let secret = match args.secret {
+        Some(secret) => secret,
+        None => env
+            .read(&send::SECRET)?
+            .context("no secret to sign with: give --secret or HOOKLINE_SEND_SECRET")?
+            .expose()
+            .to_owned(),
+    };
     let body = if args.body == "-" {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -81,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         std::fs::read(&args.body).with_context(|| format!("cannot read {}", args.body))?
     };
-    let signature = sign(args.secret.as_bytes(), &body);
+    let signature = sign(secret.as_bytes(), &body);
     let webhook_id = args
         .webhook_id
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -104,9 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut request = client
-            .post(&args.url)
-            .header("content-type", "application/json");
+        let mut request = client.post(&url).header("content-type", "application/json");
         for (legacy, value) in fields {
             for name in args.header_form.names(legacy) {
                 request = request.header(name, value);

@@ -313,8 +313,7 @@ async fn send_to(
     for (legacy, value) in defaults {
         for name in webhook.form.names(legacy) {
             let overridden = webhook.headers.iter().any(|(n, _)| n == name);
-            if let (Some(value), false, false) =
-                (&value, webhook.omit.contains(&name), overridden)
+            if let (Some(value), false, false) = (&value, webhook.omit.contains(&name), overridden)
             {
                 request = request.header(name, value);
             }

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod broker;
+mod cli;
 mod helpers;
 mod shopify_forms;
 mod shops;

@@ -4,6 +4,7 @@
 mod bulkhead;
 mod claims;
 mod compliance;
+mod config_docs;
 mod dlq;
 mod e2e;
 mod failures;
