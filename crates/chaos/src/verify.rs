@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use hookctl::dlq::{self, Filter};
+use hookline_broker::dlq::{self, Filter};
 use lapin::{Connection, ConnectionProperties};
 
 use crate::load::{Change, Ledger};

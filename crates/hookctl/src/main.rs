@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
-use hookctl::archive;
-use hookctl::dlq::{self, DeadLetter, Filter};
+use hookline_broker::archive;
+use hookline_broker::dlq::{self, DeadLetter, Filter};
 use hookline_core::Domain;
 use hookline_core::config::{self, AMQP_URL, DATABASE_URL, Env};
 use lapin::{Connection, ConnectionProperties};
@@ -33,6 +33,11 @@ enum Command {
     /// Dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Check the sevDesk account the worker books into, line by line (token, bookkeeping
+    /// version, SevUser, check accounts, tax settings), with the fix for each problem; exits
+    /// non-zero when something blocks booking. Reads the worker's settings
+    /// (`hookline-worker --help`).
+    Doctor,
 }
 
 #[derive(Subcommand)]
@@ -168,6 +173,9 @@ async fn database(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command;
+    if let Command::Doctor = command {
+        return doctor().await;
+    }
     let env = Env::process();
     let amqp_url = match cli.amqp_url {
         Some(url) => url,
@@ -239,7 +247,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             table(&archived);
             println!("{} archived to dead_letter_archive", archived.len());
         }
-        Command::Dlq(DlqCommand::Purge { .. }) => unreachable!("handled before connecting"),
+        Command::Dlq(DlqCommand::Purge { .. }) | Command::Doctor => {
+            unreachable!("handled before connecting")
+        }
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())
@@ -254,4 +264,20 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `hookctl doctor`: the worker's settings, the sevDesk checks, one line each.
+async fn doctor() -> anyhow::Result<()> {
+    let settings = hookline_worker::settings::Settings::from_env()
+        .context("the worker's settings are not valid")?;
+    let client = hookline_worker::startup::sevdesk_client(&settings)?;
+    let checks = hookline_worker::doctor::sevdesk(&client, &settings.sevdesk_account).await;
+    println!("sevDesk at {}", settings.sevdesk_url);
+    for check in &checks {
+        println!("{check}");
+    }
+    if hookline_worker::doctor::blocking(&checks) {
+        anyhow::bail!("the sevDesk account is not ready for booking (see FAIL above)");
+    }
+    Ok(())
 }

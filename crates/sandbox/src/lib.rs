@@ -126,10 +126,10 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(aggregate) = &self.aggregate {
-            if let Some(n) = self.state.erp().in_flight.get_mut(aggregate) {
-                *n = n.saturating_sub(1);
-            }
+        if let Some(aggregate) = &self.aggregate
+            && let Some(n) = self.state.erp().in_flight.get_mut(aggregate)
+        {
+            *n = n.saturating_sub(1);
         }
     }
 }

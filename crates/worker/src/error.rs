@@ -113,8 +113,8 @@ pub enum HandlerError {
     Timeout(Duration),
 }
 
-impl From<hookctl::dlq::DlqError> for HandlerError {
-    fn from(e: hookctl::dlq::DlqError) -> Self {
+impl From<hookline_broker::dlq::DlqError> for HandlerError {
+    fn from(e: hookline_broker::dlq::DlqError) -> Self {
         HandlerError::Broker(crate::failure::error_chain(&e))
     }
 }

@@ -29,9 +29,6 @@ enum Command {
     Run,
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Check the sevDesk account line by line (token, bookkeeping version, SevUser, check
-    /// accounts, tax settings); exits non-zero when something blocks booking.
-    Doctor,
 }
 
 #[tokio::main]
@@ -46,18 +43,6 @@ async fn main() -> anyhow::Result<()> {
         .context("cannot set up trace export")?;
     tracing::debug!(traces_exported = telemetry.exporting(), "telemetry ready");
     match cli.command.unwrap_or(Command::Run) {
-        Command::Doctor => {
-            let client = hookline_worker::startup::sevdesk_client(&settings)?;
-            let checks = hookline_worker::doctor::sevdesk(&client, &settings.sevdesk_account).await;
-            println!("sevDesk at {}", settings.sevdesk_url);
-            for check in &checks {
-                println!("{check}");
-            }
-            if hookline_worker::doctor::blocking(&checks) {
-                anyhow::bail!("the sevDesk account is not ready for booking (see FAIL above)");
-            }
-            Ok(())
-        }
         Command::Migrate => {
             let applied = migrate(settings.database_url.expose()).await?;
             tracing::info!(?applied, "migrations up to date");

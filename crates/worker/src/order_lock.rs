@@ -32,14 +32,19 @@ pub struct OrderLock {
 }
 
 impl OrderLock {
-    /// Takes the lock of `(shop, order_id)` on `client`, or says another delivery holds it
+    /// Takes the lock of `order_id` on `client`, or says another delivery holds it
     /// ([`HandlerError::OrderBusy`]; the connection then goes back to the pool, holding nothing).
-    pub async fn acquire(client: Object, shop: &str, order_id: i64) -> Result<Self, HandlerError> {
+    ///
+    /// The lock is per Shopify order id, whatever the shop: ids are unique across shops, and
+    /// sevDesk finds an order's invoice by it. A body re-sent under another shop's domain (only
+    /// the body is signed) would otherwise run beside the original against the same invoice and
+    /// could book it twice; locked by id, it waits and then finds the invoice booked.
+    pub async fn acquire(client: Object, _shop: &str, order_id: i64) -> Result<Self, HandlerError> {
         // The guard exists before the statement is sent: if this future is dropped while the
         // lock may already be taken on the server, the connection is thrown away.
         let mut lock = Self {
             client: Some(client),
-            key: format!("{shop}:{order_id}"),
+            key: order_id.to_string(),
         };
         let locked: bool = lock
             .query_one(

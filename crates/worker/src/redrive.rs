@@ -69,13 +69,14 @@ impl Redrive {
             ConnectionProperties::default().with_connection_name("hookline-redrive".into()),
         )
         .await?;
-        let filter = hookctl::dlq::Filter {
+        let filter = hookline_broker::dlq::Filter {
             domain: Some(self.domain),
             reason: Some("retries_exhausted".into()),
             error_contains: Some(self.downstream.into()),
             ..Default::default()
         };
-        let report = hookctl::dlq::replay(&connection, &filter, Some(self.rate), false).await;
+        let report =
+            hookline_broker::dlq::replay(&connection, &filter, Some(self.rate), false).await;
         let _ = connection.close(200, "re-driven".into()).await;
         Ok(report?.replayed.len())
     }

@@ -30,7 +30,7 @@
 //! repeat, so a crash mid-way is finished by the redelivery.
 
 use deadpool_postgres::Pool;
-use hookctl::dlq::{self, DeadLetter, Filter};
+use hookline_broker::dlq::{self, DeadLetter, Filter};
 use hookline_core::Envelope;
 use lapin::{Connection, ConnectionProperties};
 use serde::Deserialize;
@@ -306,7 +306,7 @@ impl ComplianceHandler {
             |taken| {
                 let client = &client;
                 async move {
-                    hookctl::archive::insert(client, &taken, true).await?;
+                    hookline_broker::archive::insert(client, &taken, true).await?;
                     Ok::<_, HandlerError>(())
                 }
             },

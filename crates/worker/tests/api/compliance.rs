@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookctl::archive;
-use hookctl::dlq::{self, Filter};
+use hookline_broker::archive;
+use hookline_broker::dlq::{self, Filter};
 use hookline_core::{Domain, Envelope};
 use hookline_testkit::envelope;
 use serde_json::{Value, json};
@@ -244,7 +244,15 @@ async fn a_shop_redact_deletes_that_shops_data_and_only_that_shops() {
         world.publish(&order(shop, ORDER, CUSTOMER, false)).await;
         world.publish(&order(shop, 7, CUSTOMER, true)).await;
     }
-    assert_eq!(wait_dead_letters(&world, 2).await.len(), 2);
+    let dead = wait_dead_letters(&world, 2).await;
+    assert_eq!(
+        dead.len(),
+        2,
+        "{:#?}",
+        dead.iter()
+            .map(|d| (&d.reason, &d.last_error))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(
         world
             .db

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use hookctl::archive;
-use hookctl::dlq::{self, Filter};
+use hookline_broker::archive;
+use hookline_broker::dlq::{self, Filter};
 use hookline_core::Domain;
 use hookline_sandbox::Faults;
 use hookline_sandbox::shopify::generate_order;

@@ -102,7 +102,7 @@ async fn a_delivery_that_never_gets_its_order_lock_is_dead_lettered_not_retried_
     holder
         .execute(
             "SELECT pg_advisory_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &format!("{SHOP}:{ORDER_ID}")],
+            &[&LOCK_CLASS, &ORDER_ID.to_string()],
         )
         .await
         .unwrap();

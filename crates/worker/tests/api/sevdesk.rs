@@ -297,70 +297,37 @@ async fn a_paid_body_relabelled_as_cancelled_cancels_nothing() {
     assert_eq!(world.erp.sandbox.state.sevdesk.calls("cancelInvoice"), 0);
 }
 
-/// Runs `hookline-worker doctor` off the test's runtime, which serves the sandbox meanwhile.
-async fn doctor(world: &World, extra: &[(&str, &str)]) -> (bool, String) {
-    let env = world.env(extra);
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
-            .arg("doctor")
-            .envs(env)
-            .output()
-            .expect("the worker binary runs")
-    })
-    .await
-    .expect("doctor ran");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr),
-    )
-}
-
+/// Only the body is signed: the paid body re-sent under another shop's domain finds the
+/// order's invoice (by Shopify's order id, unique across shops) booked, and creates and books
+/// nothing more.
 #[tokio::test]
-async fn doctor_says_line_by_line_what_is_right_and_what_to_fix() {
+async fn a_paid_body_relabelled_with_another_shop_creates_no_second_invoice() {
     let world = World::new().await;
-    let (ok, report) = doctor(&world, &[]).await;
-    assert!(ok, "{report}");
-    for line in [
-        "ok   token accepted by sevDesk",
-        "ok   bookkeeping system: sevdesk-Update 2.0",
-        "ok   contactPerson: SevUser 7",
-        "ok   default check account: 5002",
-        "warn gift-card payments go to the default check account",
-    ] {
-        assert!(report.contains(line), "{line:?} missing in:\n{report}");
+    let sevdesk = &world.erp.sandbox.state.sevdesk;
+    let _worker = world.spawn_worker(ORDERS_ONLY).await;
+    world.publish(&paid()).await;
+    world
+        .publish(&envelope("orders/paid", "elsewhere.myshopify.com", PAID))
+        .await;
+    let client = world.db.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let booked: i64 = client
+            .query_one(
+                "SELECT count(*) FROM order_sync WHERE order_id = $1 AND state = 'payment_booked'",
+                &[&ORDER_ID],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if booked == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "both deliveries settle");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-
-    world.erp.sandbox.state.sevdesk.set_account(Account {
-        sev_users: vec!["7".into(), "8".into()],
-        ..Account::default()
-    });
-    let (ok, report) = doctor(
-        &world,
-        &[("HOOKLINE_SEVDESK_CHECK_ACCOUNTS", "paypal=5001,gift_card=9")],
-    )
-    .await;
-    assert!(!ok, "blocking problems exit non-zero:\n{report}");
-    assert!(
-        report.contains("FAIL the account has 2 SevUsers"),
-        "{report}"
-    );
-    assert!(
-        report.contains("FAIL HOOKLINE_SEVDESK_CHECK_ACCOUNTS (paypal): check account 5001 (Geschäftskonto) is an online account"),
-        "{report}"
-    );
-    assert!(
-        report.contains(
-            "FAIL HOOKLINE_SEVDESK_CHECK_ACCOUNTS (gift_card): check account 9 does not exist"
-        ),
-        "{report}"
-    );
-
-    let (ok, report) = doctor(
-        &world,
-        &[("HOOKLINE_SEVDESK_TOKEN", "ffffffffffffffffffffffffffffffff")],
-    )
-    .await;
-    assert!(!ok);
-    assert!(report.contains("refused the API token (401)"), "{report}");
+    let invoices = world.regular_invoices();
+    assert_eq!(invoices.len(), 1, "{invoices:?}");
+    assert_eq!(invoices[0].bookings, 1);
+    assert_eq!(sevdesk.calls("saveInvoice"), 1);
 }
