@@ -545,9 +545,47 @@ pub struct Refund {
     /// Money movements; `kind: refund, status: success` ones are what the customer got back.
     #[serde(default)]
     pub transactions: Vec<Transaction>,
-    /// Shipping refunds and discrepancies between items and money.
+    /// Shipping refunds (before API 2024-10) and discrepancies between items and money.
     #[serde(default)]
     pub order_adjustments: Vec<OrderAdjustment>,
+    /// Refunded shipping, since API 2024-10.
+    #[serde(default)]
+    pub refund_shipping_lines: Vec<RefundShippingLine>,
+}
+
+/// Money in the shop's and the customer's currency (`*_set`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MoneySet {
+    /// In the shop's currency, which the order's documents are in.
+    pub shop_money: Money,
+}
+
+/// An amount.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Money {
+    /// E.g. `"4.90"`.
+    pub amount: Dec,
+}
+
+/// A refunded shipping line (`refund_shipping_lines[]`, API 2024-10 and later).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefundShippingLine {
+    /// The shipping refunded, before tax.
+    pub subtotal_amount_set: MoneySet,
+    /// Its tax.
+    #[serde(default)]
+    pub tax_amount_set: Option<MoneySet>,
+    /// The order's shipping line.
+    #[serde(default)]
+    pub shipping_line: Option<RefundedShipping>,
+}
+
+/// The shipping line a refunded shipping line refers to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RefundedShipping {
+    /// E.g. `Standard`.
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 impl Schema for Refund {
@@ -620,8 +658,22 @@ pub struct OrderAdjustment {
     /// Its tax, same sign.
     #[serde(default)]
     pub tax_amount: Dec,
-    /// `shipping_refund` or `refund_discrepancy`.
-    pub kind: String,
+    /// `shipping_refund` or `refund_discrepancy`. Shopify deprecated the field for removal:
+    /// absent, the adjustment is a discrepancy when it is positive (less money than the items'
+    /// worth) and a shipping refund when negative.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+impl OrderAdjustment {
+    /// What it is, from `kind` or, without it, from its sign.
+    pub fn kind(&self) -> &str {
+        match self.kind.as_deref() {
+            Some(kind) => kind,
+            None if self.amount.0 > Decimal::ZERO => "refund_discrepancy",
+            None => "shipping_refund",
+        }
+    }
 }
 
 /// The credit note to create for a refund.
@@ -663,6 +715,15 @@ pub fn rate_for(regime: &Regime, net: Decimal, tax: Decimal) -> Option<Decimal> 
     .filter_map(|r| r.parse::<Decimal>().ok())
     .filter(|r| regime.allows(*r))
     .find(|r| cents(net * *r / Decimal::ONE_HUNDRED) == cents(tax))
+}
+
+/// Whether money of the refund is still on its way (a `refund` transaction `pending`): its credit
+/// note waits, instead of the refund being recorded as one that moved no money.
+pub fn refund_money_pending(refund: &Refund) -> bool {
+    refund
+        .transactions
+        .iter()
+        .any(|t| t.kind == "refund" && t.status == "pending")
 }
 
 /// The money a refund gave back: its successful `refund` transactions.
@@ -718,16 +779,50 @@ pub fn credit_note_for(
             tax_rate: rate,
         });
     }
+    // Since API 2024-10 refunded shipping is in `refund_shipping_lines`; a payload that also
+    // carries the old shipping adjustment would count the shipping twice, so the new shape wins.
+    for line in &refund.refund_shipping_lines {
+        let net = line.subtotal_amount_set.shop_money.amount.0;
+        let tax = line
+            .tax_amount_set
+            .as_ref()
+            .map_or(Decimal::ZERO, |t| t.shop_money.amount.0);
+        let rate = rate_for(regime, net, tax).ok_or_else(|| Undecidable {
+            why: format!(
+                "no rate of tax rule {} gives {tax} tax on {net} of refunded shipping",
+                regime.rule_id()
+            ),
+            facts: format!("refund {}", refund.id),
+        })?;
+        let title = line
+            .shipping_line
+            .as_ref()
+            .and_then(|s| s.title.clone())
+            .map_or_else(
+                || "Erstattung: Versand".to_owned(),
+                |t| format!("Erstattung: Versand {t}"),
+            );
+        positions.push(Position {
+            name: title,
+            quantity: Decimal::ONE,
+            price: cents(net + tax),
+            tax_rate: rate,
+        });
+    }
+    let shipping_in_new_shape = !refund.refund_shipping_lines.is_empty();
     for adjustment in &refund.order_adjustments {
+        if shipping_in_new_shape && adjustment.kind() == "shipping_refund" {
+            continue;
+        }
         let (amount, tax) = (adjustment.amount.0, adjustment.tax_amount.0);
         let rate = rate_for(regime, amount.abs(), tax.abs()).ok_or_else(|| Undecidable {
             why: format!(
                 "no rate of tax rule {} gives {tax} tax on {amount}",
                 regime.rule_id()
             ),
-            facts: format!("refund {} adjustment {}", refund.id, adjustment.kind),
+            facts: format!("refund {} adjustment {}", refund.id, adjustment.kind()),
         })?;
-        let name = match adjustment.kind.as_str() {
+        let name = match adjustment.kind() {
             "shipping_refund" => "Erstattung: Versand".to_owned(),
             "refund_discrepancy" => "Erstattung: Differenz".to_owned(),
             other => format!("Erstattung: {other}"),
@@ -992,6 +1087,76 @@ mod tests {
             credit_note_for("#1", "EUR", &Regime::Export, &r),
             Err(MappingError::TaxRuleUndecidable(_))
         ));
+    }
+
+    /// The API 2024-10 shape: refunded shipping in `refund_shipping_lines`, 4.90 + 0.93 tax.
+    fn with_shipping_line(amount: &str, adjustments: &str) -> Refund {
+        refund(
+            &REFUND
+                .replace(r#""amount": "29.75""#, &format!(r#""amount": "{amount}""#))
+                .replace(
+                    r#""order_adjustments": []"#,
+                    &format!(
+                        r#""order_adjustments": [{adjustments}], "refund_shipping_lines": [{{"id": 1, "shipping_line_id": 2,
+                          "subtotal_amount_set": {{"shop_money": {{"amount": "4.90", "currency_code": "EUR"}}, "presentment_money": {{"amount": "4.90", "currency_code": "EUR"}}}},
+                          "tax_amount_set": {{"shop_money": {{"amount": "0.93", "currency_code": "EUR"}}, "presentment_money": {{"amount": "0.93", "currency_code": "EUR"}}}},
+                          "shipping_line": {{"id": 2, "title": "DHL", "price": "4.90"}}}}]"#
+                    ),
+                ),
+        )
+    }
+
+    #[test]
+    fn refunded_shipping_in_the_2024_10_shape_is_one_position() {
+        let r = with_shipping_line("35.58", "");
+        let draft = credit_note_for("#1", "EUR", &Regime::Domestic, &r)
+            .unwrap()
+            .unwrap();
+        assert_eq!(draft.total, dec("35.58"));
+        assert_eq!(
+            draft.positions[1],
+            Position {
+                name: "Erstattung: Versand DHL".into(),
+                quantity: dec("1"),
+                price: dec("5.83"),
+                tax_rate: dec("19")
+            }
+        );
+    }
+
+    #[test]
+    fn shipping_in_both_shapes_is_counted_once() {
+        let r = with_shipping_line(
+            "35.58",
+            r#"{"amount": "-4.90", "tax_amount": "-0.93", "kind": "shipping_refund"}"#,
+        );
+        let draft = credit_note_for("#1", "EUR", &Regime::Domestic, &r)
+            .unwrap()
+            .unwrap();
+        assert_eq!(draft.positions.len(), 2);
+        assert_eq!(draft.total, dec("35.58"));
+    }
+
+    #[test]
+    fn an_adjustment_without_kind_is_read_from_its_sign() {
+        let r = with_adjustment("25.00", r#"{"amount": "4.75", "tax_amount": "0.00"}"#);
+        let draft = credit_note_for("#1", "EUR", &Regime::Domestic, &r)
+            .unwrap()
+            .unwrap();
+        assert_eq!(draft.positions[1].name, "Erstattung: Differenz");
+        let r = with_adjustment("35.58", r#"{"amount": "-4.90", "tax_amount": "-0.93"}"#);
+        let draft = credit_note_for("#1", "EUR", &Regime::Domestic, &r)
+            .unwrap()
+            .unwrap();
+        assert_eq!(draft.positions[1].name, "Erstattung: Versand");
+    }
+
+    #[test]
+    fn pending_refund_money_is_waited_for() {
+        let mut r = refund(REFUND);
+        assert!(!refund_money_pending(&r));
+        r.transactions[0].status = "pending".into();
+        assert!(refund_money_pending(&r));
     }
 
     #[test]

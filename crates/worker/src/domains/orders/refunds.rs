@@ -237,6 +237,12 @@ impl OrdersHandler {
                              the credit note's tax rule cannot be derived"
                         ))
                     })?;
+                    if mapping::refund_money_pending(refund) {
+                        return Err(HandlerError::Waiting(format!(
+                            "money of refund {} is still pending at the payment provider",
+                            refund.id
+                        )));
+                    }
                     let Some(draft) = mapping::credit_note_for(
                         &order_name,
                         &currency,
