@@ -215,8 +215,20 @@ impl OrdersHandler {
                     match self.find_invoice(order, &s, &marker, trace).await? {
                         Some(id) => {
                             steps.push("invoice_adopted");
-                            self.keep_invoice(client, shop, order, &mut s, id, None)
+                            // An adopted invoice was issued under the order's treatment as it is
+                            // decided now; an order that no longer maps keeps none (its credit
+                            // notes then need review).
+                            if let Ok(draft) = mapping::invoice_for(order, self.settings.tax) {
+                                record_treatment(
+                                    client,
+                                    shop,
+                                    order.id,
+                                    &draft.treatment,
+                                    draft.delivery_date,
+                                )
                                 .await?;
+                            }
+                            self.keep_invoice(client, shop, order, &mut s, id).await?;
                             SyncState::InvoiceCreated
                         }
                         None if !create_if_missing => {
@@ -252,15 +264,8 @@ impl OrdersHandler {
                             begin_call(client, shop, order.id, "save_invoice").await?;
                             let created = self.sevdesk.save_invoice(parties, &draft, trace).await?;
                             steps.push("invoice_created");
-                            self.keep_invoice(
-                                client,
-                                shop,
-                                order,
-                                &mut s,
-                                created.id,
-                                Some(&draft),
-                            )
-                            .await?;
+                            self.keep_invoice(client, shop, order, &mut s, created.id)
+                                .await?;
                             SyncState::InvoiceCreated
                         }
                     }
@@ -390,7 +395,7 @@ impl OrdersHandler {
         }
     }
 
-    /// Records the invoice (created, or adopted) and what it was issued under.
+    /// Records the invoice, created or adopted; its call's outcome is known.
     async fn keep_invoice(
         &self,
         client: &Object,
@@ -398,28 +403,7 @@ impl OrdersHandler {
         order: &Order,
         s: &mut SyncRow,
         id: String,
-        draft: Option<&mapping::InvoiceDraft>,
     ) -> Result<(), HandlerError> {
-        // An adopted invoice was issued under the order's treatment as it is decided now; an
-        // order that no longer maps is recorded without one (its credit notes then need review).
-        let decided;
-        let draft = match draft {
-            Some(d) => Some(d),
-            None => {
-                decided = mapping::invoice_for(order, self.settings.tax).ok();
-                decided.as_ref()
-            }
-        };
-        if let Some(draft) = draft {
-            record_treatment(
-                client,
-                shop,
-                order.id,
-                &draft.treatment,
-                draft.delivery_date,
-            )
-            .await?;
-        }
         client.execute("UPDATE order_sync SET invoice_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
         s.invoice_id = Some(id);
         s.pending = None;

@@ -344,12 +344,7 @@ impl OrdersHandler {
                         self.sevdesk.credit_note_send_by(&id, trace).await?;
                         steps.push("credit_note_sent");
                     }
-                    client
-                        .execute(
-                            "UPDATE refund_sync SET pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND refund_id = $2",
-                            &[&shop, &refund.id],
-                        )
-                        .await?;
+                    end_refund_call(client, shop, refund.id).await?;
                     pending = None;
                     RefundState::CreditNoteSent
                 }
@@ -396,12 +391,7 @@ impl OrdersHandler {
                         self.sevdesk.book(booking, trace).await?;
                         steps.push("refund_booked");
                     }
-                    client
-                        .execute(
-                            "UPDATE refund_sync SET pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND refund_id = $2",
-                            &[&shop, &refund.id],
-                        )
-                        .await?;
+                    end_refund_call(client, shop, refund.id).await?;
                     pending = None;
                     RefundState::RefundBooked
                 }
@@ -446,6 +436,21 @@ fn stored_treatment(
         address: address.unwrap_or_default(),
         address_country: address_country.unwrap_or_else(|| "DE".into()),
     })
+}
+
+/// The refund's pending call's answer is known.
+async fn end_refund_call(
+    client: &Object,
+    shop: &str,
+    refund_id: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE refund_sync SET pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND refund_id = $2",
+            &[&shop, &refund_id],
+        )
+        .await?;
+    Ok(())
 }
 
 async fn begin_refund_call(
