@@ -435,8 +435,6 @@ pub struct Settings {
     pub sevdesk_token: Secret,
     /// [`SEVDESK_TIMEOUT`].
     pub sevdesk_timeout: Duration,
-    /// [`SEVDESK_CHECK_ACCOUNT`]; `None`: the first offline check account sevDesk lists.
-    pub sevdesk_check_account: Option<String>,
     /// The sevDesk account: [`SEVDESK_SEV_USER`], [`SEVDESK_CHECK_ACCOUNT`],
     /// [`SEVDESK_CHECK_ACCOUNTS`], [`SEVDESK_SMALL_BUSINESS`], [`SEVDESK_OSS`].
     pub sevdesk_account: crate::domains::orders::account::AccountSettings,
@@ -541,10 +539,9 @@ impl Settings {
                 },
             )?,
         };
-        let sevdesk_check_account = env.read(&SEVDESK_CHECK_ACCOUNT)?;
         let sevdesk_account = crate::domains::orders::account::AccountSettings {
             sev_user: env.read(&SEVDESK_SEV_USER)?,
-            default_check_account: sevdesk_check_account.clone(),
+            default_check_account: env.read(&SEVDESK_CHECK_ACCOUNT)?,
             gateway_accounts,
             tax: crate::domains::orders::tax::TaxSettings {
                 small_business: env.read(&SEVDESK_SMALL_BUSINESS)?,
@@ -560,7 +557,6 @@ impl Settings {
             sevdesk_url,
             sevdesk_token,
             sevdesk_timeout,
-            sevdesk_check_account,
             sevdesk_account,
             sevdesk_settle,
             http_addr: env.read(&HTTP_ADDR)?,

@@ -245,6 +245,50 @@ impl World {
         hookline_testkit::publish(&self.amqp, envelope).await;
     }
 
+    /// The `order_sync` state of `order_id` in [`SHOP`], if the order is known.
+    pub async fn order_state(&self, order_id: i64) -> Option<String> {
+        self.db
+            .client()
+            .await
+            .query_opt(
+                "SELECT state FROM order_sync WHERE shop_domain = $1 AND order_id = $2",
+                &[&SHOP, &order_id],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.get(0))
+    }
+
+    /// Waits until `order_id` is in `state` or `within` has passed; returns the last state seen.
+    pub async fn wait_order_state(
+        &self,
+        order_id: i64,
+        state: &str,
+        within: Duration,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let current = self.order_state(order_id).await;
+            if current.as_deref() == Some(state) || std::time::Instant::now() > deadline {
+                return current;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the sandbox's sevDesk has seen `operation` at least `n` times.
+    pub async fn wait_sevdesk_calls(&self, operation: &str, n: usize, within: Duration) {
+        let deadline = std::time::Instant::now() + within;
+        while self.erp.sandbox.state.sevdesk.calls(operation) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{operation} called fewer than {n} times"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The invoices the sandbox's sevDesk holds, cancellations (`SR`) left out.
     pub fn regular_invoices(&self) -> Vec<hookline_sandbox::sevdesk::Invoice> {
         self.erp

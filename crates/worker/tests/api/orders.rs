@@ -22,22 +22,7 @@ fn created() -> Envelope {
 }
 
 async fn wait_state(world: &World, state: &str, within: Duration) -> Option<String> {
-    let client = world.db.client().await;
-    let deadline = Instant::now() + within;
-    loop {
-        let row = client
-            .query_opt(
-                "SELECT state FROM order_sync WHERE shop_domain = $1 AND order_id = $2",
-                &[&SHOP, &ORDER_ID],
-            )
-            .await
-            .unwrap_or(None);
-        let current: Option<String> = row.map(|r| r.get(0));
-        if current.as_deref() == Some(state) || Instant::now() > deadline {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    world.wait_order_state(ORDER_ID, state, within).await
 }
 
 fn invoices(world: &World) -> Vec<Invoice> {
@@ -184,11 +169,9 @@ async fn an_invoice_created_but_answered_500_is_adopted_not_created_twice() {
     let _worker = world.spawn_worker(ORDERS_ONLY).await;
     world.publish(&paid()).await;
     // The contact is created and answered 500 too; the retries adopt it by customer number.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sevdesk.calls("saveInvoice") < 1 {
-        assert!(Instant::now() < deadline, "saveInvoice never called");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    world
+        .wait_sevdesk_calls("saveInvoice", 1, Duration::from_secs(30))
+        .await;
     sevdesk.set_faults(Faults::default());
     assert_eq!(
         wait_state(&world, "payment_booked", Duration::from_secs(30))

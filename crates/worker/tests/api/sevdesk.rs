@@ -14,28 +14,8 @@ use crate::helpers::{ORDERS_ONLY, SHOP, World, cancelled, paid};
 const ORDER_ID: i64 = 820982911946154508;
 const PAID: &str = include_str!("../../../../fixtures/shopify/orders-paid.json");
 
-async fn state_of(world: &World, order_id: i64) -> Option<String> {
-    let client = world.db.client().await;
-    client
-        .query_opt(
-            "SELECT state FROM order_sync WHERE shop_domain = $1 AND order_id = $2",
-            &[&SHOP, &order_id],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map(|r| r.get(0))
-}
-
 async fn wait_state(world: &World, order_id: i64, state: &str, within: Duration) -> Option<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let current = state_of(world, order_id).await;
-        if current.as_deref() == Some(state) || Instant::now() > deadline {
-            return current;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    world.wait_order_state(order_id, state, within).await
 }
 
 /// A second order of another customer, otherwise like the sample.
@@ -213,11 +193,9 @@ async fn a_lagging_search_after_an_unknown_create_still_finds_the_invoice() {
     });
     let _worker = world.spawn_worker(ORDERS_ONLY).await;
     world.publish(&paid()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sevdesk.calls("saveInvoice") < 1 {
-        assert!(Instant::now() < deadline, "saveInvoice never called");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    world
+        .wait_sevdesk_calls("saveInvoice", 1, Duration::from_secs(30))
+        .await;
     sevdesk.set_faults(Faults {
         search_lag_ms: 1_000,
         ..Faults::default()
@@ -291,7 +269,7 @@ async fn a_paid_body_relabelled_as_cancelled_cancels_nothing() {
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        state_of(&world, ORDER_ID).await.as_deref(),
+        world.order_state(ORDER_ID).await.as_deref(),
         Some("payment_booked")
     );
     assert_eq!(world.erp.sandbox.state.sevdesk.calls("cancelInvoice"), 0);
