@@ -16,7 +16,8 @@
 //! - [`sevdesk`]: the sevDesk client of the orders domain ([`domains::orders`]), whose deliveries
 //!   take the order's lock ([`order_lock`]);
 //! - [`reconcile`]: the poller that republishes orders whose webhooks never got through;
-//! - [`domains::compliance`]: Shopify's privacy webhooks; [`retention`]: pruning old rows.
+//! - [`domains::compliance`]: Shopify's privacy webhooks; [`retention`]: pruning old rows;
+//! - [`shopify`]: the Admin API (GraphQL) and its tokens.
 //!
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
@@ -38,4 +39,5 @@ pub mod retention;
 pub mod schema;
 pub mod settings;
 pub mod sevdesk;
+pub mod shopify;
 pub mod startup;
