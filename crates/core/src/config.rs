@@ -77,6 +77,23 @@ pub const SHUTDOWN_TIMEOUT: Setting<Seconds> = Setting::new(
     "On SIGTERM or SIGINT: how long in-flight work (a request with its confirm, a delivery) may take to finish before the process exits anyway.",
 );
 
+/// `HOOKLINE_SHOPS_FILE`: several shops in one deployment (see [`crate::shops`]).
+pub const SHOPS_FILE: Setting<Option<String>> = Setting::optional(
+    "HOOKLINE_SHOPS_FILE",
+    "one shop, from the single-shop settings",
+    "Path of the shops file (TOML): per shop its webhook secret(s), Admin API credentials and sevDesk account, for several shops in one deployment (see docs/shops.md). Relative secret paths in it are relative to the file. When set, the single-shop settings that name shops or their secrets (`HOOKLINE_SHOPS`, `HOOKLINE_RECONCILE_SHOPS`) must not be.",
+);
+
+/// Reads [`SHOPS_FILE`] and the file it names, if set.
+pub fn read_shops_file<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<Option<Vec<crate::shops::ShopEntry>>, ConfigError> {
+    match env.read(&SHOPS_FILE)? {
+        None => Ok(None),
+        Some(path) => Ok(Some(crate::shops::load(std::path::Path::new(&path))?)),
+    }
+}
+
 /// A secret (password, token, URL with credentials) that never shows up in `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -153,6 +170,17 @@ pub enum ConfigError {
     Placeholder {
         /// The variable.
         name: &'static str,
+    },
+    /// The shops file ([`SHOPS_FILE`]) cannot be used.
+    #[error(transparent)]
+    ShopsFile(#[from] crate::shops::ShopsFileError),
+    /// The shops file and a single-shop setting both say something about shops.
+    #[error("{name} is set together with HOOKLINE_SHOPS_FILE: {fix}")]
+    BesideShopsFile {
+        /// The single-shop variable.
+        name: &'static str,
+        /// Where its value belongs instead.
+        fix: &'static str,
     },
     /// A value that only suits development, in a process that is not told it runs in development.
     #[error("{name}: {problem}; {fix} (or set HOOKLINE_DEV=1 on a developer's machine)")]

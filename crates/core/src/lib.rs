@@ -17,6 +17,7 @@
 //! - [`trace`]: W3C `traceparent` values minted at the edge.
 //! - [`config`]: secrets that never print and environment parsing that names the variable.
 //! - [`confirm`]: a confirm-mode channel several tasks can publish on without mixing up confirms.
+//! - [`shops`]: the shops file, for several shops in one deployment.
 
 pub mod breaker;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod confirm;
 pub mod envelope;
 pub mod idempotency;
 pub mod retry;
+pub mod shops;
 pub mod signature;
 pub mod topics;
 pub mod topology;

@@ -64,11 +64,14 @@ pub const SHOPIFY_SECRETS: Setting<Option<Vec<Secret>>> = Setting::optional(
     "required, unless every shop of HOOKLINE_SHOPS has its own secret",
     "The Shopify app's client secret; several, comma-separated, during a rotation (all are accepted). The ingestor refuses to start without one (unless every shop of `HOOKLINE_SHOPS` has its own), and with the development secret `hookline_dev_secret` unless `HOOKLINE_DEV` is set.",
 );
-/// `HOOKLINE_SHOPS`.
-pub const SHOPS: Setting<Option<Secret>> = Setting::optional(
+/// `HOOKLINE_SHOPS`. Not a [`Secret`] setting although it may hold secrets: a secret setting may
+/// also be given as `<NAME>_FILE`, and `HOOKLINE_SHOPS_FILE` is the shops file, which replaces
+/// this setting for deployments that keep their secrets in files. Its value never prints: errors
+/// show an entry without its secret, and the parsed secrets are [`Secret`]s.
+pub const SHOPS: Setting<Option<String>> = Setting::optional(
     "HOOKLINE_SHOPS",
     "any shop",
-    "The only shops whose webhooks are accepted, comma-separated (`a.myshopify.com,b.myshopify.com`); others get 403. `shop=secret` gives a shop its own client secret, checked instead of `HOOKLINE_SHOPIFY_SECRETS` (repeat the shop to rotate it), so a body signed for one shop fails as another. A malformed entry stops the ingestor at start.",
+    "The only shops whose webhooks are accepted, comma-separated (`a.myshopify.com,b.myshopify.com`); others get 403. `shop=secret` gives a shop its own client secret, checked instead of `HOOKLINE_SHOPIFY_SECRETS` (repeat the shop to rotate it), so a body signed for one shop fails as another. A malformed entry stops the ingestor at start. With secrets in files, list the shops in the shops file (`HOOKLINE_SHOPS_FILE`) instead.",
 );
 /// `HOOKLINE_MAX_BODY_BYTES`.
 pub const MAX_BODY_BYTES: Setting<usize> = Setting::new(
@@ -87,6 +90,7 @@ pub const CONFIRM_TIMEOUT: Setting<Millis> = Setting::new(
 pub const SETTINGS: &[SettingSpec] = &[
     SHOPIFY_SECRETS.spec(),
     SHOPS.spec(),
+    hookline_core::config::SHOPS_FILE.spec(),
     HTTP_ADDR.spec(),
     HTTP_WORKERS.spec(),
     HTTP_BACKLOG.spec(),
@@ -218,6 +222,9 @@ fn parse_shops(value: &str) -> Result<Vec<ShopSetting>, SettingsError> {
             if secret.is_some_and(str::is_empty) {
                 return Err(invalid(entry, "expected a secret after `=`"));
             }
+            if secret.is_some_and(|s| s.contains(hookline_core::config::PLACEHOLDER)) {
+                return Err(invalid(entry, "the secret still holds the placeholder REPLACE_ME of deploy/k8s/secrets.yaml"));
+            }
             Ok(ShopSetting {
                 domain,
                 secret: secret.map(Secret::new),
@@ -237,10 +244,31 @@ impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
         let env = Env::from_fn(get);
         let shopify_secrets = env.read(&SHOPIFY_SECRETS)?.unwrap_or_default();
-        let shops = env
-            .read(&SHOPS)?
-            .map(|v| parse_shops(v.expose()))
-            .transpose()?;
+        let shops = match hookline_core::config::read_shops_file(&env)? {
+            // The file is the allowlist, each shop with its own secrets.
+            Some(file) => {
+                if env.read(&SHOPS)?.is_some() {
+                    return Err(SettingsError::BesideShopsFile {
+                        name: SHOPS.name(),
+                        fix: "list the shops (and their secrets) in the shops file only",
+                    });
+                }
+                Some(
+                    file.into_iter()
+                        .flat_map(|shop| {
+                            let domain = shop.domain;
+                            shop.webhook_secrets
+                                .into_iter()
+                                .map(move |secret| ShopSetting {
+                                    domain: domain.clone(),
+                                    secret: Some(secret),
+                                })
+                        })
+                        .collect(),
+                )
+            }
+            None => env.read(&SHOPS)?.map(|v| parse_shops(&v)).transpose()?,
+        };
         let every_shop_has_a_secret = shops
             .as_ref()
             .is_some_and(|shops| shops.iter().all(|s| s.secret.is_some()));
@@ -427,6 +455,36 @@ mod tests {
             err.to_string().contains("HOOKLINE_SHOPIFY_SECRETS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_shops_file_stands_alone() {
+        let path = std::env::temp_dir().join(format!("hookline-shops-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[[shop]]\ndomain = \"a.myshopify.com\"\nwebhook_secrets = [\"sa\", \"sa-old\"]\n",
+        )
+        .unwrap();
+        let file = path.display().to_string();
+        let s = settings(&[("HOOKLINE_SHOPS_FILE", &file)]).unwrap();
+        let shops = s.shops.unwrap();
+        assert_eq!(shops.len(), 2, "one entry per secret");
+        assert!(shops.iter().all(|s| s.domain == "a.myshopify.com"));
+        let err = settings(&[
+            ("HOOKLINE_SHOPS_FILE", &file),
+            ("HOOKLINE_SHOPS", "a.myshopify.com"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("HOOKLINE_SHOPS is set together with HOOKLINE_SHOPS_FILE"),
+            "{err}"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = settings(&[("HOOKLINE_SHOPS_FILE", &file)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("HOOKLINE_SHOPS_FILE: cannot read"), "{err}");
     }
 
     #[test]

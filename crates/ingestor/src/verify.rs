@@ -34,7 +34,9 @@ pub enum VerifyError {
     #[error(transparent)]
     Headers(#[from] HeaderError),
     /// Correctly signed, but the shop is not in `HOOKLINE_SHOPS` (403).
-    #[error("shop {0} is not one of the shops this ingestor accepts (HOOKLINE_SHOPS)")]
+    #[error(
+        "shop {0} is not one of the shops this ingestor accepts (HOOKLINE_SHOPS or the shops file)"
+    )]
     ShopNotAllowed(String),
 }
 

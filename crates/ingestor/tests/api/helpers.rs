@@ -34,6 +34,8 @@ pub struct AppOptions {
     pub keep_alive_ms: Option<u64>,
     /// `HOOKLINE_SHOPS`.
     pub shops: Option<String>,
+    /// `HOOKLINE_SHOPS_FILE`.
+    pub shops_file: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -47,6 +49,7 @@ impl Default for AppOptions {
             client_timeout_ms: None,
             keep_alive_ms: None,
             shops: None,
+            shops_file: None,
         }
     }
 }
@@ -155,6 +158,9 @@ fn settings(options: &AppOptions, amqp_url: String) -> Settings {
     }
     if let Some(shops) = &options.shops {
         env.push(("HOOKLINE_SHOPS", shops.clone()));
+    }
+    if let Some(path) = &options.shops_file {
+        env.push(("HOOKLINE_SHOPS_FILE", path.clone()));
     }
     Settings::from_lookup(|k| {
         env.iter()
