@@ -5,6 +5,8 @@
 
 pub use hookline_broker::{archive, dlq};
 
+pub mod shopify;
+
 use hookline_core::config::{AMQP_URL, DATABASE_URL, SettingSpec};
 
 /// Every setting of `hookctl` (shared with the worker; `--amqp-url` and `--database-url` override

@@ -38,6 +38,26 @@ enum Command {
     /// non-zero when something blocks booking. Reads the worker's settings
     /// (`hookline-worker --help`).
     Doctor,
+    /// Shopify: the webhook subscriptions hookline needs.
+    #[command(subcommand)]
+    Shopify(ShopifyCommand),
+}
+
+#[derive(Subcommand)]
+enum ShopifyCommand {
+    /// Print the topics, URL and API version to subscribe, as a table or as the `[webhooks]`
+    /// part of a `shopify.app.toml` (app-specific subscriptions of a Dev Dashboard app).
+    Subscriptions {
+        /// The ingestor's public webhook URL, e.g. https://hooks.example.com/webhooks/shopify.
+        #[arg(long)]
+        url: String,
+        /// The webhook API version [default: the worker's HOOKLINE_SHOPIFY_API_VERSION].
+        #[arg(long)]
+        api_version: Option<String>,
+        /// Print a `shopify.app.toml` snippet instead of a table.
+        #[arg(long)]
+        app_toml: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -176,6 +196,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Doctor = command {
         return doctor().await;
     }
+    if let Command::Shopify(ShopifyCommand::Subscriptions {
+        url,
+        api_version,
+        app_toml,
+    }) = &command
+    {
+        hookctl::shopify::check_uri(url).map_err(anyhow::Error::msg)?;
+        let api_version = match api_version {
+            Some(v) => v.clone(),
+            None => Env::process().read(&hookline_worker::settings::SHOPIFY_API_VERSION)?,
+        };
+        let plan = hookctl::shopify::Plan::new(url, &api_version);
+        print!(
+            "{}",
+            if *app_toml {
+                plan.app_toml()
+            } else {
+                plan.text()
+            }
+        );
+        return Ok(());
+    }
     let env = Env::process();
     let amqp_url = match cli.amqp_url {
         Some(url) => url,
@@ -247,7 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             table(&archived);
             println!("{} archived to dead_letter_archive", archived.len());
         }
-        Command::Dlq(DlqCommand::Purge { .. }) | Command::Doctor => {
+        Command::Dlq(DlqCommand::Purge { .. }) | Command::Doctor | Command::Shopify(_) => {
             unreachable!("handled before connecting")
         }
     }
