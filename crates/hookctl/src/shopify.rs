@@ -57,7 +57,7 @@ impl Plan {
             "Deliver to {} with webhook API version {}.\n\n",
             self.uri, self.api_version
         );
-        let _ = writeln!(out, "{:<30} {}", "TOPIC", "GRAPHQL TOPIC");
+        let _ = writeln!(out, "{:<30} GRAPHQL TOPIC", "TOPIC");
         for topic in &self.topics {
             let _ = writeln!(out, "{topic:<30} {}", graphql_topic(topic));
         }
