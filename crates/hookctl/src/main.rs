@@ -314,7 +314,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 events_table(&rows);
             }
-            return Ok(());
+            Ok(())
         }
         Command::Order(OrderCommand::Show {
             shop,
@@ -334,7 +334,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 print_history(&shop, order_id, &history);
             }
-            return Ok(());
+            Ok(())
         }
         Command::Replay {
             filter,
@@ -395,7 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     report.not_kept
                 );
             }
-            return Ok(());
+            Ok(())
         }
         command => run_dlq(command, amqp_url, database_url).await,
     }
