@@ -361,7 +361,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 dry_run,
                 rate,
                 reapply,
-                tag: format!("replay-{}", Utc::now().format("%Y%m%dT%H%M%SZ")),
+                tag: format!("replay-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")),
             };
             let verb = if dry_run {
                 "would publish"
