@@ -38,6 +38,14 @@ impl IdempotencyKey {
     pub fn from_event_id(shop_domain: &str, topic: &str, event_id: &str) -> Self {
         Self(format!("{shop_domain}:{topic}:event:{event_id}"))
     }
+
+    /// The key of a deliberate re-application (`hookctl replay --reapply`): derived from this
+    /// key and the replay run's `tag`, so it is new to every guard (and the copy is applied
+    /// again), yet the same for every copy of one run (a run that is repeated or redelivered
+    /// still applies once).
+    pub fn reapplied(&self, tag: &str) -> Self {
+        Self(format!("{}:reapply:{tag}", self.0))
+    }
 }
 
 impl fmt::Display for IdempotencyKey {

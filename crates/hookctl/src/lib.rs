@@ -1,10 +1,12 @@
-//! `hookctl`: what an operator does with dead letters, and `doctor`.
+//! `hookctl`: what an operator does with dead letters, the audit trail (`events`, `order show`,
+//! `replay`), and `doctor`.
 //!
 //! The dead-letter operations live in `hookline-broker` (the worker's re-drive and privacy
 //! handlers use them too) and are re-exported here.
 
 pub use hookline_broker::{archive, dlq};
 
+pub mod replay;
 pub mod shopify;
 
 use hookline_core::config::{AMQP_URL, DATABASE_URL, SettingSpec};

@@ -1,4 +1,5 @@
 //! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See the README's "Dead letters".
+//! `hookctl events`, `hookctl order show`, `hookctl replay`: the audit trail (docs/audit.md).
 
 use std::process::ExitCode;
 
@@ -38,9 +39,106 @@ enum Command {
     /// non-zero when something blocks booking. Reads the worker's settings
     /// (`hookline-worker --help`).
     Doctor,
+    /// Deliveries the workers decided on, from the audit trail (oldest first; the newest
+    /// --limit). Times are RFC 3339 or an age such as 2h, 30m, 7d.
+    Events {
+        #[command(flatten)]
+        filter: EventArgs,
+        /// Only this outcome: applied, duplicate, skipped, retried, dead_lettered.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// At most this many (the newest).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// One JSON object per event instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One order's history.
+    #[command(subcommand)]
+    Order(OrderCommand),
+    /// Re-publish envelopes from the audit trail to hookline.events (broker-confirmed, rate
+    /// limited). Keys still recorded as processed are answered as duplicates: replaying what was
+    /// applied is a no-op. --reapply gives each copy a fresh key derived from the original, so
+    /// it applies again (see docs/audit.md for when that is safe).
+    Replay {
+        #[command(flatten)]
+        filter: EventArgs,
+        /// One event (its event id) instead of a window.
+        #[arg(long = "event")]
+        event_id: Option<uuid::Uuid>,
+        /// Envelopes per second, e.g. 20/s.
+        #[arg(long, default_value = "20/s", value_parser = hookctl::replay::parse_rate)]
+        rate: f64,
+        /// Only say what would be published.
+        #[arg(long)]
+        dry_run: bool,
+        /// Give each copy a fresh idempotency key (original key + `:reapply:<run>`).
+        #[arg(long)]
+        reapply: bool,
+    },
     /// Shopify: the webhook subscriptions hookline needs.
     #[command(subcommand)]
     Shopify(ShopifyCommand),
+}
+
+#[derive(Subcommand)]
+enum OrderCommand {
+    /// Webhooks received (reconciled copies included) with what became of them, each state
+    /// change of the order and its refunds, each sevDesk call with its result.
+    Show {
+        /// The shop, e.g. example.myshopify.com.
+        shop: String,
+        /// The Shopify order id.
+        order_id: i64,
+        /// The history as one JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct EventArgs {
+    /// Only this shop.
+    #[arg(long)]
+    shop: Option<String>,
+    /// Only this topic, e.g. orders/paid.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only this resource: the payload's id, or the order an event concerns.
+    #[arg(long)]
+    resource: Option<i64>,
+    /// Decided at or after (RFC 3339, or an age: 2h, 7d).
+    #[arg(long, value_parser = parse_time)]
+    since: Option<DateTime<Utc>>,
+    /// Decided before (RFC 3339, or an age).
+    #[arg(long, value_parser = parse_time)]
+    until: Option<DateTime<Utc>>,
+}
+
+impl EventArgs {
+    fn into_filter(self) -> hookline_worker::audit::EventFilter {
+        hookline_worker::audit::EventFilter {
+            shop: self.shop.map(|s| s.to_ascii_lowercase()),
+            topic: self.topic,
+            resource: self.resource,
+            since: self.since,
+            until: self.until,
+            ..Default::default()
+        }
+    }
+}
+
+/// RFC 3339, or an age before now (`90m`, `2h`, `7d`).
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    archive::parse_age(s)
+        .map(|age| Utc::now() - age)
+        .ok_or_else(|| {
+            format!("{s:?}: expected RFC 3339 (2026-11-23T10:00:00Z) or an age (2h, 7d)")
+        })
 }
 
 #[derive(Subcommand)]
@@ -227,6 +325,125 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(url) => url,
         None => env.read(&DATABASE_URL)?.expose().to_owned(),
     };
+    match command {
+        Command::Events {
+            filter,
+            outcome,
+            limit,
+            json,
+        } => {
+            if let Some(o) = &outcome
+                && !hookline_worker::audit::Decision::ALL.contains(&o.as_str())
+            {
+                anyhow::bail!(
+                    "--outcome {o:?}: expected one of {}",
+                    hookline_worker::audit::Decision::ALL.join(", ")
+                );
+            }
+            let db = database(&database_url).await?;
+            let filter = hookline_worker::audit::EventFilter {
+                outcome,
+                limit: Some(limit),
+                ..filter.into_filter()
+            };
+            let rows = hookline_worker::audit::events(&db, &filter)
+                .await
+                .context("cannot read the audit trail (has `hookline-worker migrate` run?)")?;
+            if json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+            } else {
+                events_table(&rows);
+            }
+            Ok(())
+        }
+        Command::Order(OrderCommand::Show {
+            shop,
+            order_id,
+            json,
+        }) => {
+            let db = database(&database_url).await?;
+            let shop = shop.to_ascii_lowercase();
+            let history = hookline_worker::audit::order_history(&db, &shop, order_id)
+                .await
+                .context("cannot read the audit trail (has `hookline-worker migrate` run?)")?;
+            if history.current.is_none() && history.events.is_empty() && history.steps.is_empty() {
+                anyhow::bail!("nothing is known about order {order_id} of {shop}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+            } else {
+                print_history(&shop, order_id, &history);
+            }
+            Ok(())
+        }
+        Command::Replay {
+            filter,
+            event_id,
+            rate,
+            dry_run,
+            reapply,
+        } => {
+            if event_id.is_none() && filter.since.is_none() {
+                anyhow::bail!("replay needs a window (--since, and --until or now) or --event ID");
+            }
+            let db = database(&database_url).await?;
+            let connection = Connection::connect(
+                &amqp_url,
+                ConnectionProperties::default().with_connection_name("hookctl".into()),
+            )
+            .await
+            .context("cannot connect to the broker (HOOKLINE_AMQP_URL)")?;
+            let request = hookctl::replay::ReplayRequest {
+                filter: hookline_worker::audit::EventFilter {
+                    event_id,
+                    ..filter.into_filter()
+                },
+                dry_run,
+                rate,
+                reapply,
+                tag: format!("replay-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")),
+            };
+            let verb = if dry_run {
+                "would publish"
+            } else {
+                "published"
+            };
+            let report = hookctl::replay::replay(&db, &connection, &request, |done, total, c| {
+                eprintln!(
+                    "[{done}/{total}] {verb} {} {} {} ({}, last outcome {})",
+                    c.row.event_id, c.row.topic, c.row.shop, c.row.idempotency_key, c.row.outcome
+                );
+            })
+            .await?;
+            let _ = connection.close(200, "done".into()).await;
+            let n = report.published.len();
+            if reapply {
+                println!(
+                    "{n} {verb} with fresh idempotency keys (original key + :reapply:{}): the workers apply them again as far as each domain's own state allows (docs/audit.md)",
+                    request.tag
+                );
+            } else {
+                println!(
+                    "{n} {verb}; {} still recorded as processed: the workers answer them as duplicates (a no-op); {} not recorded: they apply",
+                    report.recorded,
+                    n - report.recorded
+                );
+            }
+            if report.not_kept > 0 {
+                println!(
+                    "{} left out: their envelope was redacted or never kept (privacy requests)",
+                    report.not_kept
+                );
+            }
+            Ok(())
+        }
+        command => run_dlq(command, amqp_url, database_url).await,
+    }
+}
+
+async fn run_dlq(command: Command, amqp_url: String, database_url: String) -> anyhow::Result<()> {
     if let Command::Dlq(DlqCommand::Purge { older_than }) = &command {
         let age = archive::parse_age(older_than)
             .with_context(|| format!("--older-than {older_than:?}: expected e.g. 30d, 12h, 90m"))?;
@@ -289,12 +506,121 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             table(&archived);
             println!("{} archived to dead_letter_archive", archived.len());
         }
-        Command::Dlq(DlqCommand::Purge { .. }) | Command::Doctor | Command::Shopify(_) => {
+        Command::Dlq(DlqCommand::Purge { .. })
+        | Command::Doctor
+        | Command::Events { .. }
+        | Command::Order(_)
+        | Command::Replay { .. }
+        | Command::Shopify(_) => {
             unreachable!("handled before connecting")
         }
     }
     let _ = connection.close(200, "done".into()).await;
     Ok(())
+}
+
+fn short(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+fn events_table(rows: &[hookline_worker::audit::EventRow]) {
+    println!(
+        "{:<23}  {:<36}  {:<24}  {:<28}  {:>14}  {:<13}  {:>3}  reason / steps",
+        "decided", "event id", "topic", "shop", "resource", "outcome", "att"
+    );
+    for r in rows {
+        let mut why = match (&r.reason, &r.error) {
+            (Some(reason), Some(error)) => format!("{reason}: {}", error.replace('\n', " ")),
+            (Some(reason), None) => reason.clone(),
+            _ => r.steps.join(","),
+        };
+        if let Some(tag) = &r.replay {
+            why = format!("[{tag}] {why}");
+        }
+        if why.chars().count() > 90 {
+            why = why.chars().take(89).collect::<String>() + "…";
+        }
+        println!(
+            "{:<23}  {:<36}  {:<24}  {:<28}  {:>14}  {:<13}  {:>3}  {why}",
+            short(r.recorded_at),
+            r.event_id,
+            r.topic,
+            r.shop,
+            r.resource_id
+                .map_or_else(|| "-".into(), |id| id.to_string()),
+            r.outcome,
+            r.attempts
+        );
+    }
+    println!("{} event(s)", rows.len());
+}
+
+fn print_history(shop: &str, order_id: i64, h: &hookline_worker::audit::OrderHistory) {
+    println!("order {order_id} of {shop}");
+    match &h.current {
+        Some(now) => println!("  now: {now}"),
+        None => println!("  now: no order_sync row (never handled, or erased by shop/redact)"),
+    }
+    enum Line<'a> {
+        Event(&'a hookline_worker::audit::EventRow),
+        Step(&'a hookline_worker::audit::StepRow),
+    }
+    let mut lines: Vec<(DateTime<Utc>, Line)> = h
+        .events
+        .iter()
+        .map(|e| (e.recorded_at, Line::Event(e)))
+        .chain(h.steps.iter().map(|s| (s.at, Line::Step(s))))
+        .collect();
+    lines.sort_by_key(|(t, _)| *t);
+    for (t, line) in lines {
+        match line {
+            Line::Event(e) => println!(
+                "{}  webhook   {} ({}, received {}) {} {}{}",
+                short(t),
+                e.topic,
+                e.source,
+                short(e.received_at),
+                e.outcome,
+                e.reason
+                    .as_deref()
+                    .map(|r| format!("{r} "))
+                    .unwrap_or_default(),
+                e.steps.join(",")
+            ),
+            Line::Step(s) => {
+                let doc = match (&s.document_id, &s.document_number) {
+                    (Some(id), Some(n)) => format!(" doc {id} ({n})"),
+                    (Some(id), None) => format!(" doc {id}"),
+                    _ => String::new(),
+                };
+                let detail = s
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" {d}"))
+                    .unwrap_or_default();
+                match s.kind.as_str() {
+                    "sevdesk_call" => println!(
+                        "{}  sevdesk   {} -> {}{}{}{}",
+                        short(t),
+                        s.name,
+                        s.status
+                            .map_or_else(|| "no answer".into(), |c| c.to_string()),
+                        if s.ok == Some(true) { " ok" } else { " FAILED" },
+                        doc,
+                        detail
+                    ),
+                    kind => println!(
+                        "{}  {:<9} {}{}{}",
+                        short(t),
+                        kind.trim_end_matches("_state"),
+                        s.name,
+                        doc,
+                        detail
+                    ),
+                }
+            }
+        }
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]

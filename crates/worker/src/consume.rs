@@ -6,6 +6,10 @@
 //! confirmed before the ack), or publish to the dead-letter exchange with the reason (permanent or
 //! out of attempts; confirmed before the ack). A message is never acked before one of those is
 //! durable; if even the republish fails, it is nacked back to its queue.
+//!
+//! Each of those decisions is written to the audit trail ([`crate::audit`]) just before the ack,
+//! with the steps the handler recorded while it ran: one statement per delivery, on the trail's
+//! own pool, never holding back the ack if the trail cannot be written.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::audit::{self, Collector, Decision, Trail};
 use crate::domains::{DomainHandler, Outcome};
 use crate::error::{Disposition, HandlerError};
 use crate::failure::{FailureNote, FailureState, annotate, error_chain};
@@ -55,6 +60,8 @@ pub struct Bulkhead {
     /// ([`HandlerError::waits_for_another_delivery`]) before it is dead-lettered as
     /// `busy_too_long`. Longer than a few handler timeouts: a holder that is alive ends by then.
     pub busy_limit: Duration,
+    /// Where decisions are recorded (`None`: `HOOKLINE_AUDIT=false`).
+    pub audit: Option<Trail>,
 }
 
 /// The channel a bulkhead uses to republish (retries, dead letters), in confirm mode.
@@ -206,7 +213,7 @@ impl Bulkhead {
             Err(error) => {
                 let error = HandlerError::from(error);
                 return self
-                    .fail(publisher, &delivery, None, &error, &["received"])
+                    .fail(publisher, &delivery, None, &error, &["received"], vec![])
                     .await;
             }
         };
@@ -227,11 +234,12 @@ impl Bulkhead {
             let held = match self.claims.claim(&envelope).await {
                 Claim::Done => {
                     self.count("duplicate");
+                    self.record(&delivery, &envelope, Decision::Duplicate, None, &steps, vec![]).await;
                     self.ack(&delivery).await;
                     return;
                 }
                 Claim::Busy { retry_in } => {
-                    return self.fail(publisher, &delivery, Some(&envelope), &HandlerError::KeyBusy { retry_in }, &steps).await;
+                    return self.fail(publisher, &delivery, Some(&envelope), &HandlerError::KeyBusy { retry_in }, &steps, vec![]).await;
                 }
                 Claim::Claimed(token) => {
                     steps.push("claimed");
@@ -244,7 +252,8 @@ impl Bulkhead {
             };
             // A panicking handler must not leave its delivery unacked (holding a prefetch slot
             // until the channel closes): it is caught and dead-lettered like a permanent error.
-            let handled = std::panic::AssertUnwindSafe(self.handler.handle(&envelope)).catch_unwind();
+            let collector = Collector::new();
+            let handled = collector.scope(std::panic::AssertUnwindSafe(self.handler.handle(&envelope)).catch_unwind());
             let result = match tokio::time::timeout(self.handler_timeout, handled).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(panic)) => Err(HandlerError::Panicked(panic_message(panic.as_ref()))),
@@ -254,6 +263,12 @@ impl Bulkhead {
             match result {
                 Ok(outcome) => {
                     self.claims.mark_done(&envelope, held.as_ref()).await;
+                    let (decision, reason, done): (_, _, Vec<&str>) = match &outcome {
+                        Outcome::Applied { steps: done } => (Decision::Applied, None, steps.iter().chain(done).copied().collect()),
+                        Outcome::Duplicate => (Decision::Duplicate, None, steps.clone()),
+                        Outcome::Skipped { reason } => (Decision::Skipped, Some(*reason), steps.clone()),
+                    };
+                    self.record(&delivery, &envelope, decision, reason, &done, collector.take()).await;
                     self.ack(&delivery).await;
                     match &outcome {
                         Outcome::Applied { steps } => {
@@ -277,12 +292,56 @@ impl Bulkhead {
                         self.claims.release(&envelope, token).await;
                     }
                     steps.push("handler_failed");
-                    self.fail(publisher, &delivery, Some(&envelope), &error, &steps).await;
+                    self.fail(publisher, &delivery, Some(&envelope), &error, &steps, collector.take()).await;
                 }
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// Writes the decision to the audit trail (a no-op when it is off).
+    async fn record(
+        &self,
+        delivery: &Delivery,
+        envelope: &Envelope,
+        decision: Decision,
+        reason: Option<&str>,
+        steps: &[&str],
+        calls: Vec<audit::Step>,
+    ) {
+        self.record_failure(delivery, envelope, decision, reason, None, 0, steps, calls)
+            .await;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn record_failure(
+        &self,
+        delivery: &Delivery,
+        envelope: &Envelope,
+        decision: Decision,
+        reason: Option<&str>,
+        error: Option<&str>,
+        attempts: u32,
+        steps: &[&str],
+        calls: Vec<audit::Step>,
+    ) {
+        if let Some(trail) = &self.audit {
+            let attempts = attempts.max(FailureState::read(&delivery.properties).attempts);
+            trail
+                .write(audit::Entry {
+                    envelope,
+                    properties: &delivery.properties,
+                    domain: self.domain,
+                    decision,
+                    reason,
+                    error,
+                    attempts,
+                    steps,
+                    calls,
+                })
+                .await;
+        }
     }
 
     fn count(&self, outcome: &'static str) {
@@ -304,6 +363,7 @@ impl Bulkhead {
         envelope: Option<&Envelope>,
         error: &HandlerError,
         steps: &[&str],
+        calls: Vec<audit::Step>,
     ) {
         let state = FailureState::read(&delivery.properties);
         let routing_key = state
@@ -390,7 +450,27 @@ impl Bulkhead {
             .publish(exchange, &target, &delivery.data, properties)
             .await
         {
-            Ok(()) => self.ack(delivery).await,
+            Ok(()) => {
+                if let Some(envelope) = envelope {
+                    let decision = if exchange == DEAD_LETTER_EXCHANGE {
+                        Decision::DeadLettered
+                    } else {
+                        Decision::Retried
+                    };
+                    self.record_failure(
+                        delivery,
+                        envelope,
+                        decision,
+                        Some(reason),
+                        Some(&note.error),
+                        note.attempts,
+                        steps,
+                        calls,
+                    )
+                    .await;
+                }
+                self.ack(delivery).await
+            }
             Err(republish) => {
                 // Not handed over: keep the message where it is. Pause first so a broker that
                 // refuses wait-queue publishes is not hammered by an instant redelivery loop.

@@ -17,10 +17,12 @@
 //!   take the order's lock ([`order_lock`]);
 //! - [`reconcile`]: the poller that republishes orders whose webhooks never got through;
 //! - [`domains::compliance`]: Shopify's privacy webhooks; [`retention`]: pruning old rows;
+//! - [`audit`]: the trail of every decided delivery, its steps and its orders' state changes;
 //! - [`shopify`]: the Admin API (GraphQL) and its tokens.
 //!
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
+pub mod audit;
 pub mod consume;
 pub mod doctor;
 pub mod domains;

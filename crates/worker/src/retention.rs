@@ -10,6 +10,9 @@
 //! - `dead_letter_archive` rows archived before `HOOKLINE_RETENTION_DEAD_LETTER_ARCHIVE_DAYS`
 //!   (90), the same as `hookctl dlq purge`.
 //! - `data_request_exports` older than `HOOKLINE_RETENTION_EXPORT_DAYS` (30).
+//! - the audit trail ([`crate::audit`]) older than `HOOKLINE_RETENTION_AUDIT_DAYS` (90): whole
+//!   day partitions are dropped (no row-by-row delete), and the partitions of the next days are
+//!   created ahead, so the trail never waits for one.
 //!
 //! Deletes go in batches of [`BATCH`] rows, so no statement holds locks for long. Replicas take
 //! a PostgreSQL advisory lock first: one prunes, the others skip that round. `compliance_actions`
@@ -40,6 +43,8 @@ pub struct RetentionSettings {
     pub dead_letter_archive: chrono::Duration,
     /// `data_request_exports`.
     pub exports: chrono::Duration,
+    /// The audit trail.
+    pub audit: chrono::Duration,
 }
 
 /// What one round deleted, per table.
@@ -55,6 +60,8 @@ pub struct PruneReport {
     pub dead_letter_archive: u64,
     /// Exports.
     pub exports: u64,
+    /// Day partitions of the audit trail dropped (both tables counted).
+    pub audit_partitions: u64,
 }
 
 /// The pruning task.
@@ -128,6 +135,12 @@ impl Retention {
                     now - s.exports,
                 )
                 .await?,
+                audit_partitions: {
+                    crate::audit::ensure_partitions(&client, now.date_naive()).await?;
+                    crate::audit::drop_expired(&client, now, s.audit)
+                        .await?
+                        .len() as u64
+                },
             })
         }
         .await;
@@ -140,6 +153,7 @@ impl Retention {
                 ("outbox_events", r.outbox_sent),
                 ("dead_letter_archive", r.dead_letter_archive),
                 ("data_request_exports", r.exports),
+                ("audit_partitions", r.audit_partitions),
             ]
         }) {
             metrics::counter!("hookline_worker_retention_deleted_total", "table" => table)

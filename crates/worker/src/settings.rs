@@ -314,6 +314,19 @@ pub const RETENTION_EXPORT: Setting<u32> = Setting::new(
     "Days compliance data exports are kept.",
 )
 .expecting("whole days ≥ 1");
+/// `HOOKLINE_AUDIT`.
+pub const AUDIT: Setting<bool> = Setting::new(
+    "HOOKLINE_AUDIT",
+    "true",
+    "Record every decided delivery, its sevDesk calls and outbox rows in the audit trail (`hookctl events`, `hookctl order show`, `hookctl replay`; see docs/audit.md).",
+);
+/// `HOOKLINE_RETENTION_AUDIT_DAYS`.
+pub const RETENTION_AUDIT: Setting<u32> = Setting::new(
+    "HOOKLINE_RETENTION_AUDIT_DAYS",
+    "90",
+    "Days the audit trail is kept (whole day partitions are dropped).",
+)
+.expecting("whole days ≥ 1");
 /// `HOOKLINE_BREAKER_OPEN_MS`.
 pub const BREAKER_OPEN: Setting<Millis> = Setting::new(
     "HOOKLINE_BREAKER_OPEN_MS",
@@ -374,6 +387,8 @@ pub const SETTINGS: &[SettingSpec] = &[
     RETENTION_OUTBOX_SENT.spec(),
     RETENTION_DEAD_LETTER_ARCHIVE.spec(),
     RETENTION_EXPORT.spec(),
+    AUDIT.spec(),
+    RETENTION_AUDIT.spec(),
     BREAKER_OPEN.spec(),
     SHUTDOWN_TIMEOUT.spec(),
     LOG_FORMAT.spec(),
@@ -463,6 +478,8 @@ pub struct Settings {
     pub reconcile: crate::reconcile::ReconcileSettings,
     /// What is pruned when.
     pub retention: crate::retention::RetentionSettings,
+    /// [`AUDIT`]: write the audit trail.
+    pub audit: bool,
     /// [`REDRIVE_RATE`] (see [`crate::redrive`]).
     pub redrive_rate: f64,
     /// Circuit breaker of each downstream ([`BREAKER_OPEN`], other values the core breaker's).
@@ -612,7 +629,9 @@ impl Settings {
                 outbox_sent: days(&env, &RETENTION_OUTBOX_SENT)?,
                 dead_letter_archive: days(&env, &RETENTION_DEAD_LETTER_ARCHIVE)?,
                 exports: days(&env, &RETENTION_EXPORT)?,
+                audit: days(&env, &RETENTION_AUDIT)?,
             },
+            audit: env.read(&AUDIT)?,
             breaker: BreakerConfig {
                 open_for: env.read(&BREAKER_OPEN)?.0,
                 ..BreakerConfig::default()

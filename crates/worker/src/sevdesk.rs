@@ -362,6 +362,8 @@ impl SevDeskClient {
         trace: Option<&str>,
     ) -> Result<Value, HandlerError> {
         let permit = self.breaker.try_acquire()?;
+        let (started, method_name) = (std::time::Instant::now(), method.to_string());
+        let mut answered = None;
         let url = reqwest::Url::parse_with_params(&format!("{}{path}", self.base_url), query)
             .map_err(|e| malformed(&format!("bad sevDesk URL: {e}")))?;
         let mut request = self
@@ -383,6 +385,7 @@ impl SevDeskClient {
             }),
             Ok(response) => {
                 let status = response.status().as_u16();
+                answered = Some(status);
                 let retry_after = crate::downstream::retry_after(&response);
                 match response.text().await {
                     Err(source) => Err(HandlerError::Transport {
@@ -422,6 +425,15 @@ impl SevDeskClient {
         }
         crate::downstream::count_call(DOWNSTREAM, unavailable);
         crate::downstream::report_breaker(DOWNSTREAM, &self.breaker);
+        // The one place every sevDesk call passes: it goes on the audit trail of the delivery
+        // being handled (the path names sevDesk ids only; queries and bodies are not kept).
+        crate::audit::record_sevdesk_call(
+            &method_name,
+            path,
+            answered,
+            result.as_ref().map_err(|e| crate::failure::error_chain(e)),
+            started.elapsed(),
+        );
         result
     }
 

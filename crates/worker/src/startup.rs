@@ -87,6 +87,7 @@ pub struct Worker {
     reconciler: Option<Reconciler>,
     retention: Option<Retention>,
     redrive: Option<Redrive>,
+    audit: Option<crate::audit::Trail>,
     listener: TcpListener,
     health: Arc<Health>,
 }
@@ -213,6 +214,20 @@ impl Worker {
                 settings.retention.clone(),
             ))
         };
+        let audit = if settings.audit {
+            let pool = pool(settings.database_url.expose(), 4)?;
+            let client = pool
+                .get()
+                .await
+                .context("cannot connect to PostgreSQL for the audit trail")?;
+            crate::audit::ensure_partitions(&client, chrono::Utc::now().date_naive())
+                .await
+                .context("cannot create the audit trail's partitions")?;
+            drop(client);
+            Some(crate::audit::Trail::new(pool))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(&settings.http_addr).with_context(|| {
             format!(
                 "cannot bind HOOKLINE_WORKER_HTTP_ADDR={}",
@@ -228,6 +243,7 @@ impl Worker {
             reconciler,
             retention,
             redrive,
+            audit,
             listener,
             health,
         })
@@ -292,6 +308,7 @@ impl Worker {
                 handler_timeout: self.settings.handler_timeout(),
                 drain_timeout: self.settings.shutdown_timeout,
                 busy_limit: self.settings.busy_limit(),
+                audit: self.audit.clone(),
             })
             .collect();
         consume_until(&self.settings, bulkheads, &self.health, &shutdown).await;

@@ -8,7 +8,8 @@
 //! law; hookline does not touch them.
 //!
 //! - `customers/redact`: the orders named in `orders_to_redact` lose their order name and contact
-//!   id (`redacted_at` is set); archived dead letters about the customer (their `customer.id`,
+//!   id (`redacted_at` is set); the audit trail's rows about the customer (customer id, e-mail,
+//!   or one of those orders) lose their envelope and keep their outcome ([`crate::audit`]); archived dead letters about the customer (their `customer.id`,
 //!   e-mail, or one of those orders) lose body and payload; queued dead letters about the customer
 //!   are taken out of the queues and archived without body and payload; earlier exports of
 //!   `customers/data_request` about the customer are deleted. Shopify may send only the
@@ -16,7 +17,8 @@
 //! - `shop/redact` (48 h after a shop uninstalled the app): everything of the shop is deleted —
 //!   order and refund sync rows, processed events, stock levels, outbox rows, reconciliation
 //!   watermarks, archived dead letters, exports — and its queued dead letters are taken out of
-//!   the queues and dropped.
+//!   the queues and dropped. The shop's audit trail rows lose their envelopes (their outcome
+//!   skeleton stays until retention drops it).
 //! - `customers/data_request`: what hookline holds about the customer is written to
 //!   `data_request_exports` (one row per request) for the merchant to hand over.
 //!
@@ -295,6 +297,14 @@ impl ComplianceHandler {
                 &[&shop, &export_ids],
             )
             .await?;
+        let trail_redacted = crate::audit::redact_customer(
+            &client,
+            shop,
+            request.customer.id,
+            request.customer.email.as_deref(),
+            orders,
+        )
+        .await?;
         // Queued dead letters: archived without body or payload, then acked.
         let connection = self.broker().await?;
         let taken = dlq::take(
@@ -320,6 +330,7 @@ impl ComplianceHandler {
             "archived_dead_letters_erased": archive_erased,
             "queued_dead_letters_erased": queued_erased,
             "data_request_exports_deleted": exports_deleted,
+            "audit_events_redacted": trail_redacted,
             "matched_by": if request.customer.id.is_some() { "customer_id_and_email" } else { "email" },
         });
         finish(&mut client, envelope, request.customer.id, None, summary).await
@@ -350,6 +361,10 @@ impl ComplianceHandler {
             summary.insert(format!("{table}_deleted"), json!(deleted));
         }
         tx.commit().await?;
+        summary.insert(
+            "audit_events_redacted".into(),
+            json!(crate::audit::redact_shop(&client, shop).await?),
+        );
         let connection = self.broker().await?;
         let taken = dlq::take(
             &connection,

@@ -120,14 +120,17 @@ impl InventoryHandler {
             "event_id": envelope.event_id,
             "idempotency_key": envelope.idempotency_key.as_str(),
         });
-        tx.execute(
-            "INSERT INTO outbox_events (aggregate_id, event_type, payload, traceparent) VALUES ($1, $2, $3, $4)",
-            &[&aggregate_id, &STOCK_LEVEL_CHANGED, &payload, &envelope.traceparent],
-        )
-        .await?;
+        let outbox_id: i64 = tx
+            .query_one(
+                "INSERT INTO outbox_events (aggregate_id, event_type, payload, traceparent) VALUES ($1, $2, $3, $4) RETURNING id",
+                &[&aggregate_id, &STOCK_LEVEL_CHANGED, &payload, &envelope.traceparent],
+            )
+            .await?
+            .get(0);
         // Delivered at commit, wakes the relay without waiting for its next poll.
         tx.execute(&format!("NOTIFY {OUTBOX_CHANNEL}"), &[]).await?;
         tx.commit().await?;
+        crate::audit::record_outbox(outbox_id, STOCK_LEVEL_CHANGED, &aggregate_id, version);
         Ok(Outcome::Applied {
             steps: vec![
                 "idempotency_recorded",

@@ -1,6 +1,7 @@
 //! Black-box tests of the worker against the real RabbitMQ, PostgreSQL and Redis; a local HTTP
 //! server plays the ERP. Each test has its own vhost, database and Redis prefix.
 
+mod audit;
 mod bulkhead;
 mod claims;
 mod compliance;

@@ -14,6 +14,7 @@ fn settings() -> RetentionSettings {
         outbox_sent: chrono::Duration::days(7),
         dead_letter_archive: chrono::Duration::days(90),
         exports: chrono::Duration::days(30),
+        audit: chrono::Duration::days(90),
     }
 }
 
@@ -82,6 +83,7 @@ async fn old_rows_are_pruned_in_batches_and_recent_or_unsent_ones_kept() {
             outbox_sent: 1,
             dead_letter_archive: 1,
             exports: 1,
+            audit_partitions: 0,
         }
     );
     let count = |sql: &'static str| {
