@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "stock_triggered_at",
         include_str!("../../../migrations/0010_stock_triggered_at.sql"),
     ),
+    (
+        11,
+        "shopify_offline_tokens",
+        include_str!("../../../migrations/0011_shopify_offline_tokens.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.
