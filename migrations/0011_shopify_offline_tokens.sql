@@ -13,5 +13,8 @@ CREATE TABLE shopify_offline_tokens (
     -- until an operator seeds a new pair.
     refused_at         timestamptz,
     refused_reason     text,
+    -- The configured refresh token (HOOKLINE_SHOPIFY_REFRESH_TOKEN) this chain started from: a
+    -- seed is used once, so only a different one re-seeds a dead chain.
+    seed               text,
     updated_at         timestamptz NOT NULL DEFAULT now()
 );

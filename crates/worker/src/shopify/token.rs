@@ -53,7 +53,7 @@ pub enum Credentials {
         /// The app's client secret.
         client_secret: Secret,
         /// The refresh token of the app's OAuth install, written to the store when the shop has
-        /// no pair there yet, or when the stored one is dead and this one differs.
+        /// no pair there yet, or when the stored chain is dead and did not start from it.
         seed: Option<Secret>,
     },
 }

@@ -22,8 +22,9 @@
 //! expiring offline tokens) as `HOOKLINE_SHOPIFY_REFRESH_TOKEN`. It is written only when the
 //! shop has no row yet; afterwards the stored pair wins, however often the process restarts
 //! with the same seed. When the stored chain is dead (refused, or its refresh token expired),
-//! a seed that differs from the stored refresh token replaces it: re-seeding is giving a new
-//! refresh token and restarting.
+//! a seed other than the one the chain started from replaces it: re-seeding is giving a new
+//! refresh token and restarting. (A seed is used once, so leaving the first one configured is
+//! harmless.)
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -75,6 +76,7 @@ struct Row {
     refresh_expires_at: Option<DateTime<Utc>>,
     refused_reason: Option<String>,
     updated_at: DateTime<Utc>,
+    seed: Option<String>,
 }
 
 impl TokenStore {
@@ -102,8 +104,8 @@ impl TokenStore {
         if let Some(seed) = app.seed {
             client
                 .execute(
-                    "INSERT INTO shopify_offline_tokens (shop, access_token, access_expires_at, refresh_token)
-                     VALUES ($1, '', to_timestamp(0), $2) ON CONFLICT (shop) DO NOTHING",
+                    "INSERT INTO shopify_offline_tokens (shop, access_token, access_expires_at, refresh_token, seed)
+                     VALUES ($1, '', to_timestamp(0), $2, $2) ON CONFLICT (shop) DO NOTHING",
                     &[&shop, &seed.expose()],
                 )
                 .await
@@ -113,7 +115,7 @@ impl TokenStore {
         let row = tx
             .query_opt(
                 "SELECT access_token, access_expires_at, refresh_token, refresh_expires_at,
-                        refused_reason, updated_at
+                        refused_reason, updated_at, seed
                    FROM shopify_offline_tokens WHERE shop = $1 FOR UPDATE",
                 &[&shop],
             )
@@ -126,6 +128,7 @@ impl TokenStore {
                 refresh_expires_at: r.get(3),
                 refused_reason: r.get(4),
                 updated_at: r.get(5),
+                seed: r.get(6),
             })
             .ok_or_else(|| TokenError::NotSeeded {
                 shop: shop.to_owned(),
@@ -145,24 +148,26 @@ impl TokenStore {
             });
         }
         // The refresh tokens to try, in order: the stored chain while it lives, then a seed
-        // that differs from it.
+        // that has not started a chain yet (a seed is used once: the one the chain started
+        // from is used up).
         let alive =
             row.refused_reason.is_none() && row.refresh_expires_at.is_none_or(|at| now < at);
-        let mut candidates: Vec<Secret> = vec![];
+        let mut candidates: Vec<(Secret, Option<&str>)> = vec![];
         if alive {
-            candidates.push(Secret::new(row.refresh_token.clone()));
+            candidates.push((Secret::new(row.refresh_token.clone()), None));
         }
         if let Some(seed) = app.seed
+            && Some(seed.expose()) != row.seed.as_deref()
             && seed.expose() != row.refresh_token
         {
-            candidates.push(seed.clone());
+            candidates.push((seed.clone(), Some(seed.expose())));
         }
         let mut last = if alive {
             None
         } else {
             Some(dead_chain(shop, &row))
         };
-        for refresh_token in candidates {
+        for (refresh_token, seeded) in candidates {
             let issued = match endpoint
                 .call(
                     shop,
@@ -190,9 +195,10 @@ impl TokenStore {
                     let reason = format!("{error}: {description}");
                     tx.execute(
                         "UPDATE shopify_offline_tokens
-                            SET refresh_token = $2, refused_at = now(), refused_reason = $3
+                            SET refresh_token = $2, refused_at = now(), refused_reason = $3,
+                                seed = COALESCE($4, seed)
                           WHERE shop = $1",
-                        &[&shop, &refresh_token.expose(), &reason],
+                        &[&shop, &refresh_token.expose(), &reason, &seeded],
                     )
                     .await
                     .map_err(|e| store(&e))?;
@@ -206,7 +212,7 @@ impl TokenStore {
                     continue;
                 }
             };
-            let access = save(&tx, shop, &issued, &refresh_token)
+            let access = save(&tx, shop, &issued, &refresh_token, seeded)
                 .await
                 .map_err(|e| store(&e))?;
             // Durable before used: a pair that was not committed is never handed out.
@@ -216,45 +222,6 @@ impl TokenStore {
         }
         tx.commit().await.map_err(|e| store(&e))?;
         Err(last.unwrap_or_else(|| dead_chain(shop, &row)))
-    }
-
-    /// Writes `shop`'s pair as an operator's seed would (tests and tools): replaces whatever is
-    /// stored.
-    pub async fn seed(
-        &self,
-        shop: &str,
-        access_token: &str,
-        access_expires_at: DateTime<Utc>,
-        refresh_token: &str,
-        refresh_expires_at: Option<DateTime<Utc>>,
-    ) -> Result<(), TokenError> {
-        let store = |e: &dyn std::fmt::Display| TokenError::Store {
-            shop: shop.to_owned(),
-            reason: e.to_string(),
-        };
-        let client = self.pool.get().await.map_err(|e| store(&e))?;
-        client
-            .execute(
-                "INSERT INTO shopify_offline_tokens
-                        (shop, access_token, access_expires_at, refresh_token, refresh_expires_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (shop) DO UPDATE SET
-                        access_token = EXCLUDED.access_token,
-                        access_expires_at = EXCLUDED.access_expires_at,
-                        refresh_token = EXCLUDED.refresh_token,
-                        refresh_expires_at = EXCLUDED.refresh_expires_at,
-                        refused_at = NULL, refused_reason = NULL, updated_at = now()",
-                &[
-                    &shop,
-                    &access_token,
-                    &access_expires_at,
-                    &refresh_token,
-                    &refresh_expires_at,
-                ],
-            )
-            .await
-            .map_err(|e| store(&e))?;
-        Ok(())
     }
 }
 
@@ -278,6 +245,7 @@ async fn save(
     shop: &str,
     issued: &Issued,
     used: &Secret,
+    seeded: Option<&str>,
 ) -> Result<StoredAccess, tokio_postgres::Error> {
     let refresh_token = issued
         .refresh_token
@@ -291,7 +259,8 @@ async fn save(
                     access_expires_at = now() + COALESCE($3::bigint, 3600) * interval '1 second',
                     refresh_token = $4,
                     refresh_expires_at = now() + $5::bigint * interval '1 second',
-                    refused_at = NULL, refused_reason = NULL, updated_at = now()
+                    refused_at = NULL, refused_reason = NULL, updated_at = now(),
+                    seed = COALESCE($6, seed)
               WHERE shop = $1
           RETURNING access_expires_at, updated_at",
             &[
@@ -300,6 +269,7 @@ async fn save(
                 &secs(issued.expires_in),
                 &refresh_token,
                 &secs(issued.refresh_token_expires_in),
+                &seeded,
             ],
         )
         .await?;

@@ -18,3 +18,4 @@ mod reconcile;
 mod refunds;
 mod retention;
 mod sevdesk;
+mod tokens;
