@@ -484,6 +484,15 @@ mod tests {
         assert!(!err.is_retryable());
     }
 
+    #[test]
+    fn tokens_can_be_shared_and_get_held_across_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: T) {}
+        let tokens = Tokens::new();
+        send_sync(&tokens);
+        send(tokens.get("a.myshopify.com"));
+    }
+
     #[tokio::test]
     async fn offline_credentials_without_a_store_say_so() {
         let mut tokens = Tokens::new();

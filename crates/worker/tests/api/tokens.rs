@@ -340,6 +340,41 @@ async fn two_instances_racing_to_refresh_make_one_refresh_call() {
 }
 
 #[tokio::test]
+async fn an_outage_during_a_refresh_writes_nothing_and_the_next_get_recovers() {
+    let setup = Setup::with_db().await;
+    let seed = setup.install().await;
+    let tokens = setup.tokens(offline(Some(&seed)));
+    let first = tokens.get(SHOP).await.unwrap();
+    let stored = setup.stored_refresh_token().await;
+    setup
+        .sandbox
+        .state
+        .shopify_oauth
+        .set_faults(hookline_sandbox::Faults {
+            error_rate: 1.0,
+            error_status: Some(503),
+            ..Default::default()
+        });
+    tokens.rejected(SHOP, &first);
+    let err = tokens.get(SHOP).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(
+        setup.stored_refresh_token().await,
+        stored,
+        "nothing written"
+    );
+    setup
+        .sandbox
+        .state
+        .shopify_oauth
+        .set_faults(hookline_sandbox::Faults::default());
+    let next = tokens.get(SHOP).await.unwrap();
+    assert_ne!(next, first);
+    assert_eq!(setup.admin_status(&next).await, 200);
+    assert_ne!(setup.stored_refresh_token().await, stored, "rotated");
+}
+
+#[tokio::test]
 async fn offline_tokens_expire_mid_run_and_are_refreshed_before_the_next_call() {
     let setup = Setup::with_db().await;
     setup
