@@ -13,7 +13,8 @@
 //! - sevDesk API v1 under `/api/v1` (see [`sevdesk`]), its state at `/_sandbox/sevdesk/…`, its
 //!   faults at `PUT /_sandbox/faults/sevdesk`.
 //! - Shopify's Admin API order list under `/shops/{shop}/admin/api/{version}/orders.json` (see
-//!   [`shopify`]).
+//!   [`shopify`]), and its token endpoint `/shops/{shop}/admin/oauth/access_token` with the
+//!   client-credentials and refresh-token grants (see [`shopify_oauth`]).
 //! - `GET /healthz`.
 
 use std::net::TcpListener;
@@ -24,6 +25,7 @@ pub mod contract;
 pub mod deliver;
 pub mod sevdesk;
 pub mod shopify;
+pub mod shopify_oauth;
 
 use hookline_core::config::{Setting, SettingSpec};
 
@@ -143,6 +145,8 @@ pub struct State {
     pub sevdesk: sevdesk::SevDesk,
     /// The Shopify Admin API's state.
     pub shopify: shopify::Shopify,
+    /// Shopify's token endpoint's state.
+    pub shopify_oauth: shopify_oauth::OAuth,
 }
 
 impl State {
@@ -297,6 +301,7 @@ impl Sandbox {
                 .app_data(data.clone())
                 .configure(sevdesk::configure)
                 .configure(shopify::configure)
+                .configure(shopify_oauth::configure)
                 .route("/erp/stock-levels", web::post().to(erp_stock_levels))
                 .route("/_sandbox/erp/requests", web::get().to(erp_requests))
                 .route("/_sandbox/faults/erp", web::put().to(put_erp_faults))

@@ -22,6 +22,14 @@ use crate::Faults;
 /// The access token the sandbox accepts.
 pub const ACCESS_TOKEN: &str = "shpat_sandbox";
 
+/// Whether Shopify accepts `token` for `shop`: the static [`ACCESS_TOKEN`], or a token the
+/// token endpoint issued for the shop that has not expired or been revoked (see
+/// [`crate::shopify_oauth`]). Refused tokens are answered 401 with Shopify's
+/// `{"errors": "[API] Invalid API key or access token …"}`.
+pub fn token_ok(state: &crate::State, shop: &str, token: &str) -> bool {
+    token == ACCESS_TOKEN || state.shopify_oauth.token_ok(shop, token)
+}
+
 /// Shopify's REST bucket: capacity and leak per second.
 const BUCKET: f64 = 40.0;
 const LEAK_PER_SEC: f64 = 2.0;
@@ -144,12 +152,11 @@ pub async fn list_orders(
 ) -> HttpResponse {
     let (shop, version) = path.into_inner();
     let shopify = &state.shopify;
-    if request
+    let token = request
         .headers()
         .get("x-shopify-access-token")
-        .and_then(|v| v.to_str().ok())
-        != Some(ACCESS_TOKEN)
-    {
+        .and_then(|v| v.to_str().ok());
+    if !token.is_some_and(|token| token_ok(&state, &shop, token)) {
         return HttpResponse::Unauthorized().json(json!({"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}));
     }
     let faults = shopify.store().faults.clone();

@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit_trail",
         include_str!("../../../migrations/0011_audit_trail.sql"),
     ),
+    (
+        12,
+        "shopify_offline_tokens",
+        include_str!("../../../migrations/0012_shopify_offline_tokens.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

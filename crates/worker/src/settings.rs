@@ -274,6 +274,30 @@ pub const SHOPIFY_API_VERSION: Setting<String> = Setting::new(
     "2025-10",
     "The Admin API version reconciliation asks for.",
 );
+/// `HOOKLINE_SHOPIFY_SHOP`.
+pub const SHOPIFY_SHOP: Setting<Option<String>> = Setting::optional(
+    "HOOKLINE_SHOPIFY_SHOP",
+    "no shop with client credentials or offline tokens",
+    "The shop (`name.myshopify.com`) whose Admin API tokens the worker obtains with HOOKLINE_SHOPIFY_CLIENT_ID and HOOKLINE_SHOPIFY_CLIENT_SECRET. See docs/shopify-tokens.md.",
+);
+/// `HOOKLINE_SHOPIFY_CLIENT_ID`.
+pub const SHOPIFY_CLIENT_ID: Setting<Option<String>> = Setting::optional(
+    "HOOKLINE_SHOPIFY_CLIENT_ID",
+    "no app credentials",
+    "The client id of the app installed on HOOKLINE_SHOPIFY_SHOP (Dev Dashboard → app → Settings). Without HOOKLINE_SHOPIFY_REFRESH_TOKEN the worker uses the client-credentials grant (Dev Dashboard apps on your own stores).",
+);
+/// `HOOKLINE_SHOPIFY_CLIENT_SECRET`.
+pub const SHOPIFY_CLIENT_SECRET: Setting<Option<Secret>> = Setting::optional(
+    "HOOKLINE_SHOPIFY_CLIENT_SECRET",
+    "no app credentials",
+    "The client secret of that app (also the key Shopify signs its webhooks with).",
+);
+/// `HOOKLINE_SHOPIFY_REFRESH_TOKEN`.
+pub const SHOPIFY_REFRESH_TOKEN: Setting<Option<Secret>> = Setting::optional(
+    "HOOKLINE_SHOPIFY_REFRESH_TOKEN",
+    "client credentials, if an app is configured",
+    "Use expiring offline tokens (public apps): the refresh token of the app's OAuth install, seeding the pair stored in PostgreSQL. Once stored, the stored pair wins; a different value replaces it only after Shopify refused the stored one or it expired (re-seeding).",
+);
 /// `HOOKLINE_REDRIVE_RATE`.
 pub const REDRIVE_RATE: Setting<f64> = Setting::new(
     "HOOKLINE_REDRIVE_RATE",
@@ -381,6 +405,10 @@ pub const SETTINGS: &[SettingSpec] = &[
     RECONCILE_REPUBLISH.spec(),
     SHOPIFY_ADMIN_URL.spec(),
     SHOPIFY_API_VERSION.spec(),
+    SHOPIFY_SHOP.spec(),
+    SHOPIFY_CLIENT_ID.spec(),
+    SHOPIFY_CLIENT_SECRET.spec(),
+    SHOPIFY_REFRESH_TOKEN.spec(),
     REDRIVE_RATE.spec(),
     RETENTION_INTERVAL.spec(),
     RETENTION_PROCESSED_EVENTS.spec(),
@@ -476,6 +504,10 @@ pub struct Settings {
     pub run_outbox_relay: bool,
     /// The reconciliation poller (off when no shop is configured).
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// Each shop's Admin API credentials: static tokens of [`RECONCILE_SHOPS`], and
+    /// [`SHOPIFY_SHOP`]'s app credentials ([`SHOPIFY_CLIENT_ID`], [`SHOPIFY_CLIENT_SECRET`],
+    /// [`SHOPIFY_REFRESH_TOKEN`]). See [`crate::shopify::Tokens::from_credentials`].
+    pub shopify_credentials: BTreeMap<String, crate::shopify::Credentials>,
     /// What is pruned when.
     pub retention: crate::retention::RetentionSettings,
     /// [`AUDIT`]: write the audit trail.
@@ -565,7 +597,7 @@ impl Settings {
                 oss: env.read(&SEVDESK_OSS)?,
             },
         };
-        let settings = Self {
+        let mut settings = Self {
             amqp_url: env.read(&AMQP_URL)?,
             database_url: env.read(&DATABASE_URL)?,
             redis_url: env.read(&REDIS_URL)?,
@@ -623,6 +655,7 @@ impl Settings {
                 republish_after: env.read(&RECONCILE_REPUBLISH)?.0,
             },
             redrive_rate: env.read(&REDRIVE_RATE)?.max(0.0),
+            shopify_credentials: BTreeMap::new(),
             retention: crate::retention::RetentionSettings {
                 interval: env.read(&RETENTION_INTERVAL)?.0,
                 processed_events: days(&env, &RETENTION_PROCESSED_EVENTS)?,
@@ -639,6 +672,7 @@ impl Settings {
             shutdown_timeout: env.read(&SHUTDOWN_TIMEOUT)?.0,
             log_format,
         };
+        settings.shopify_credentials = shopify_credentials(&env, &settings.reconcile.shops)?;
         settings.check_handler_timeout()?;
         Ok(settings)
     }
@@ -684,6 +718,85 @@ impl Settings {
     pub fn bulkhead(&self, domain: Domain) -> BulkheadSettings {
         self.bulkheads[&domain]
     }
+}
+
+/// Each shop's Admin API credentials: the static tokens of `HOOKLINE_RECONCILE_SHOPS`, and the
+/// single-shop shortcut (`HOOKLINE_SHOPIFY_SHOP` with the app's client id and secret: the
+/// client-credentials grant, or expiring offline tokens when a refresh token seeds them).
+/// Incomplete or contradictory settings are refused.
+fn shopify_credentials<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+    static_shops: &[crate::reconcile::ShopAccess],
+) -> Result<BTreeMap<String, crate::shopify::Credentials>, ConfigError> {
+    use crate::shopify::Credentials;
+    let mut credentials: BTreeMap<String, Credentials> = static_shops
+        .iter()
+        .map(|s| (s.shop.clone(), Credentials::Static(s.token.clone())))
+        .collect();
+    let shop = env
+        .read(&SHOPIFY_SHOP)?
+        .map(|s| s.trim().to_ascii_lowercase());
+    let client_id = env.read(&SHOPIFY_CLIENT_ID)?;
+    let client_secret = env.read(&SHOPIFY_CLIENT_SECRET)?;
+    let seed = env.read(&SHOPIFY_REFRESH_TOKEN)?;
+    let (client_id, client_secret) = match (client_id, client_secret) {
+        (Some(id), Some(secret)) => (id, secret),
+        (None, None) => {
+            if seed.is_some() {
+                return Err(ConfigError::Missing {
+                    name: SHOPIFY_CLIENT_ID.name(),
+                    hint: "HOOKLINE_SHOPIFY_REFRESH_TOKEN needs the app's HOOKLINE_SHOPIFY_CLIENT_ID and HOOKLINE_SHOPIFY_CLIENT_SECRET to refresh with",
+                });
+            }
+            if let Some(shop) = shop {
+                return Err(ConfigError::Invalid {
+                    name: SHOPIFY_SHOP.name(),
+                    value: shop,
+                    reason: "set HOOKLINE_SHOPIFY_CLIENT_ID and HOOKLINE_SHOPIFY_CLIENT_SECRET for it, or unset it (static tokens go in HOOKLINE_RECONCILE_SHOPS)",
+                });
+            }
+            return Ok(credentials);
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing {
+                name: SHOPIFY_CLIENT_SECRET.name(),
+                hint: "HOOKLINE_SHOPIFY_CLIENT_ID is set: give the app's client secret too (Dev Dashboard → app → Settings)",
+            });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing {
+                name: SHOPIFY_CLIENT_ID.name(),
+                hint: "HOOKLINE_SHOPIFY_CLIENT_SECRET is set: give the app's client id too (Dev Dashboard → app → Settings)",
+            });
+        }
+    };
+    let Some(shop) = shop.filter(|s| !s.is_empty()) else {
+        return Err(ConfigError::Missing {
+            name: SHOPIFY_SHOP.name(),
+            hint: "the app credentials are for one shop: set its domain (name.myshopify.com)",
+        });
+    };
+    if credentials.contains_key(&shop) {
+        return Err(ConfigError::Invalid {
+            name: SHOPIFY_SHOP.name(),
+            value: shop,
+            reason: "HOOKLINE_RECONCILE_SHOPS also gives this shop a static token, and a shop has one kind of credentials: remove its pair there, or unset HOOKLINE_SHOPIFY_CLIENT_ID/_SECRET",
+        });
+    }
+    let client_id = client_id.trim().to_owned();
+    let entry = match seed {
+        None => Credentials::ClientCredentials {
+            client_id,
+            client_secret,
+        },
+        Some(seed) => Credentials::Offline {
+            client_id,
+            client_secret,
+            seed: Some(seed),
+        },
+    };
+    credentials.insert(shop, entry);
+    Ok(credentials)
 }
 
 /// Whether `url` names a host on this machine (where the sandbox runs in development).
@@ -865,6 +978,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("HOOKLINE_RETENTION_EXPORT_DAYS"), "{err}");
+    }
+
+    #[test]
+    fn shopify_credentials_come_from_static_pairs_or_the_app_of_one_shop() {
+        use crate::shopify::Credentials;
+        let s = settings(&[("HOOKLINE_RECONCILE_SHOPS", "A.myshopify.com=shpat_a")]).unwrap();
+        assert_eq!(
+            s.shopify_credentials.get("a.myshopify.com"),
+            Some(&Credentials::Static(Secret::new("shpat_a")))
+        );
+        let app = [
+            ("HOOKLINE_SHOPIFY_SHOP", "B.myshopify.com"),
+            ("HOOKLINE_SHOPIFY_CLIENT_ID", "id"),
+            ("HOOKLINE_SHOPIFY_CLIENT_SECRET", "secret"),
+        ];
+        let s = settings(&app).unwrap();
+        assert_eq!(
+            s.shopify_credentials.get("b.myshopify.com"),
+            Some(&Credentials::ClientCredentials {
+                client_id: "id".into(),
+                client_secret: Secret::new("secret")
+            })
+        );
+        let mut offline = app.to_vec();
+        offline.push(("HOOKLINE_SHOPIFY_REFRESH_TOKEN", "shprt_1"));
+        let s = settings(&offline).unwrap();
+        assert!(matches!(
+            s.shopify_credentials.get("b.myshopify.com"),
+            Some(Credentials::Offline { seed: Some(seed), .. }) if seed.expose() == "shprt_1"
+        ));
+        assert!(settings(&[]).unwrap().shopify_credentials.is_empty());
+    }
+
+    #[test]
+    fn incomplete_or_contradictory_shopify_credentials_are_refused_with_what_to_fix() {
+        let err = |pairs: &[(&str, &str)]| settings(pairs).unwrap_err().to_string();
+        let both = err(&[
+            ("HOOKLINE_RECONCILE_SHOPS", "b.myshopify.com=shpat_b"),
+            ("HOOKLINE_SHOPIFY_SHOP", "b.myshopify.com"),
+            ("HOOKLINE_SHOPIFY_CLIENT_ID", "id"),
+            ("HOOKLINE_SHOPIFY_CLIENT_SECRET", "secret"),
+        ]);
+        assert!(
+            both.contains("HOOKLINE_RECONCILE_SHOPS") && both.contains("b.myshopify.com"),
+            "{both}"
+        );
+        let no_secret = err(&[
+            ("HOOKLINE_SHOPIFY_SHOP", "b.myshopify.com"),
+            ("HOOKLINE_SHOPIFY_CLIENT_ID", "id"),
+        ]);
+        assert!(
+            no_secret.contains("HOOKLINE_SHOPIFY_CLIENT_SECRET"),
+            "{no_secret}"
+        );
+        let no_shop = err(&[
+            ("HOOKLINE_SHOPIFY_CLIENT_ID", "id"),
+            ("HOOKLINE_SHOPIFY_CLIENT_SECRET", "secret"),
+        ]);
+        assert!(no_shop.contains("HOOKLINE_SHOPIFY_SHOP"), "{no_shop}");
+        let seed_alone = err(&[("HOOKLINE_SHOPIFY_REFRESH_TOKEN", "shprt_1")]);
+        assert!(
+            seed_alone.contains("HOOKLINE_SHOPIFY_CLIENT_ID"),
+            "{seed_alone}"
+        );
+        let shop_alone = err(&[("HOOKLINE_SHOPIFY_SHOP", "b.myshopify.com")]);
+        assert!(
+            shop_alone.contains("HOOKLINE_SHOPIFY_CLIENT_ID"),
+            "{shop_alone}"
+        );
     }
 
     #[test]

@@ -19,3 +19,4 @@ mod reconcile;
 mod refunds;
 mod retention;
 mod sevdesk;
+mod tokens;
