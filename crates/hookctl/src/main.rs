@@ -1,4 +1,6 @@
 //! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See the README's "Dead letters".
+//! `hookctl notifications list|retry ID`: the customers' e-mails with their invoices
+//! (docs/notifications.md).
 
 use std::process::ExitCode;
 
@@ -38,6 +40,31 @@ enum Command {
     /// non-zero when something blocks booking. Reads the worker's settings
     /// (`hookline-worker --help`).
     Doctor,
+    /// The customers' e-mails with their invoices (the notification outbox).
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// List the newest notifications.
+    List {
+        /// Only pending, sent, failed or skipped ones.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per notification instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a failed notification again. sevDesk is asked first whether it already e-mailed the
+    /// invoice, so a retry never sends a second e-mail.
+    Retry {
+        /// The notification's id (`list` shows it).
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,6 +212,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(url) => url,
         None => env.read(&DATABASE_URL)?.expose().to_owned(),
     };
+    if let Command::Notifications(notifications) = &command {
+        let db = database(&database_url).await?;
+        return notifications_command(&db, notifications).await;
+    }
     if let Command::Dlq(DlqCommand::Purge { older_than }) = &command {
         let age = archive::parse_age(older_than)
             .with_context(|| format!("--older-than {older_than:?}: expected e.g. 30d, 12h, 90m"))?;
@@ -247,7 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             table(&archived);
             println!("{} archived to dead_letter_archive", archived.len());
         }
-        Command::Dlq(DlqCommand::Purge { .. }) | Command::Doctor => {
+        Command::Dlq(DlqCommand::Purge { .. }) | Command::Doctor | Command::Notifications(_) => {
             unreachable!("handled before connecting")
         }
     }
@@ -264,6 +295,58 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn notifications_command(
+    db: &tokio_postgres::Client,
+    command: &NotificationsCommand,
+) -> anyhow::Result<()> {
+    use hookline_worker::notifications;
+    let missing = "cannot read notification_outbox (has `hookline-worker migrate` run?)";
+    match command {
+        NotificationsCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let rows = notifications::list(db, status.as_deref(), *limit)
+                .await
+                .context(missing)?;
+            if *json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{:>8}  {:<10}  {:<10}  {:<10}  {:<30}  {:<8}  {:>3}  {:<10}  last error",
+                "id", "order", "invoice", "kind", "to", "status", "att", "outcome"
+            );
+            for n in &rows {
+                let mut error = n.last_error.clone().unwrap_or_default().replace('\n', " ");
+                if error.chars().count() > 80 {
+                    error = error.chars().take(79).collect::<String>() + "…";
+                }
+                println!(
+                    "{:>8}  {:<10}  {:<10}  {:<10}  {:<30}  {:<8}  {:>3}  {:<10}  {error}",
+                    n.id,
+                    n.order_name,
+                    n.invoice_id,
+                    n.kind,
+                    n.recipient.as_deref().unwrap_or("-"),
+                    n.status,
+                    n.attempts,
+                    n.outcome.as_deref().unwrap_or("-"),
+                );
+            }
+            println!("{} notification(s)", rows.len());
+        }
+        NotificationsCommand::Retry { id } => {
+            notifications::retry(db, *id).await?;
+            println!("notification {id} is due again; the relay checks sevDesk before it sends it");
+        }
+    }
+    Ok(())
 }
 
 /// `hookctl doctor`: the worker's settings, the sevDesk checks, one line each.

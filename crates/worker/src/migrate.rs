@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "stock_triggered_at",
         include_str!("../../../migrations/0010_stock_triggered_at.sql"),
     ),
+    (
+        11,
+        "notification_outbox",
+        include_str!("../../../migrations/0011_notification_outbox.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.
