@@ -1,5 +1,7 @@
 //! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See the README's "Dead letters".
 //! `hookctl events`, `hookctl order show`, `hookctl replay`: the audit trail (docs/audit.md).
+//! `hookctl notifications list|retry ID`: the customers' e-mails with their invoices
+//! (docs/notifications.md).
 
 use std::process::ExitCode;
 
@@ -80,6 +82,9 @@ enum Command {
     /// Shopify: the webhook subscriptions hookline needs.
     #[command(subcommand)]
     Shopify(ShopifyCommand),
+    /// The customers' e-mails with their invoices (the notification outbox).
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
 }
 
 #[derive(Subcommand)]
@@ -155,6 +160,28 @@ enum ShopifyCommand {
         /// Print a `shopify.app.toml` snippet instead of a table.
         #[arg(long)]
         app_toml: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotificationsCommand {
+    /// List the newest notifications.
+    List {
+        /// Only pending, sent, failed or skipped ones.
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per notification instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a failed notification again. sevDesk is asked first whether it already e-mailed the
+    /// invoice, so a retry never sends a second e-mail.
+    Retry {
+        /// The notification's id (`list` shows it).
+        id: i64,
     },
 }
 
@@ -325,6 +352,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(url) => url,
         None => env.read(&DATABASE_URL)?.expose().to_owned(),
     };
+    if let Command::Notifications(notifications) = &command {
+        let db = database(&database_url).await?;
+        return notifications_command(&db, notifications).await;
+    }
     match command {
         Command::Events {
             filter,
@@ -511,7 +542,8 @@ async fn run_dlq(command: Command, amqp_url: String, database_url: String) -> an
         | Command::Events { .. }
         | Command::Order(_)
         | Command::Replay { .. }
-        | Command::Shopify(_) => {
+        | Command::Shopify(_)
+        | Command::Notifications(_) => {
             unreachable!("handled before connecting")
         }
     }
@@ -632,6 +664,58 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn notifications_command(
+    db: &tokio_postgres::Client,
+    command: &NotificationsCommand,
+) -> anyhow::Result<()> {
+    use hookline_worker::notifications;
+    let missing = "cannot read notification_outbox (has `hookline-worker migrate` run?)";
+    match command {
+        NotificationsCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let rows = notifications::list(db, status.as_deref(), *limit)
+                .await
+                .context(missing)?;
+            if *json {
+                for row in &rows {
+                    println!("{}", serde_json::to_string(row)?);
+                }
+                return Ok(());
+            }
+            println!(
+                "{:>8}  {:<10}  {:<10}  {:<10}  {:<30}  {:<8}  {:>3}  {:<10}  last error",
+                "id", "order", "invoice", "kind", "to", "status", "att", "outcome"
+            );
+            for n in &rows {
+                let mut error = n.last_error.clone().unwrap_or_default().replace('\n', " ");
+                if error.chars().count() > 80 {
+                    error = error.chars().take(79).collect::<String>() + "…";
+                }
+                println!(
+                    "{:>8}  {:<10}  {:<10}  {:<10}  {:<30}  {:<8}  {:>3}  {:<10}  {error}",
+                    n.id,
+                    n.order_name,
+                    n.invoice_id,
+                    n.kind,
+                    n.recipient.as_deref().unwrap_or("-"),
+                    n.status,
+                    n.attempts,
+                    n.outcome.as_deref().unwrap_or("-"),
+                );
+            }
+            println!("{} notification(s)", rows.len());
+        }
+        NotificationsCommand::Retry { id } => {
+            notifications::retry(db, *id).await?;
+            println!("notification {id} is due again; the relay checks sevDesk before it sends it");
+        }
+    }
+    Ok(())
 }
 
 /// `hookctl doctor`: the worker's settings, the sevDesk checks, one line each.

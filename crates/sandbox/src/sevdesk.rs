@@ -12,8 +12,9 @@
 //! Its answers have the spec's shapes: credit notes carry no `paidAmount`, a cancellation invoice
 //! (`SR`) does not copy the original's `customerInternalNote` and names it as its `origin`.
 //!
-//! What the sandbox holds is inspectable at `GET /_sandbox/sevdesk/invoices` and
-//! `GET /_sandbox/sevdesk/contacts`; the account (bookkeeping version, SevUsers, check accounts)
+//! What the sandbox holds is inspectable at `GET /_sandbox/sevdesk/invoices`,
+//! `GET /_sandbox/sevdesk/contacts` and `GET /_sandbox/sevdesk/emails` (every e-mail
+//! `sendViaEmail` sent: to, subject, text, document); the account (bookkeeping version, SevUsers, check accounts)
 //! is set with `PUT /_sandbox/sevdesk/account`. Besides the common faults, writes can "commit then
 //! fail" (applied, then a 500 or no answer), "commit late" (applied only after the client gave
 //! up), searches can lag behind creates and can ignore their filters — the cases a client
@@ -188,6 +189,66 @@ pub struct Invoice {
     /// When it was created (searches lag behind this by `search_lag_ms`).
     #[serde(default = "chrono::Utc::now")]
     pub created: chrono::DateTime<chrono::Utc>,
+    /// `sendType` (readOnly in the spec): how it was last sent — `VM` after `sendViaEmail`,
+    /// the chosen type after `sendBy`.
+    #[serde(default)]
+    pub send_type: Option<String>,
+    /// `sendDate` (readOnly in the spec): when it was last sent.
+    #[serde(default)]
+    pub send_date: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// One e-mail sevDesk sent (`Model_Email`, as far as the sandbox keeps it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Email {
+    /// sevDesk id.
+    pub id: String,
+    /// The document it carried (`Invoice` or `CreditNote`).
+    pub object_name: String,
+    /// The document's id.
+    pub object_id: String,
+    /// `toEmail`.
+    pub to: String,
+    /// `subject`.
+    pub subject: String,
+    /// `text`.
+    pub text: String,
+    /// `copy`: a copy went to the sender.
+    pub copy: bool,
+    /// `ccEmail`.
+    pub cc: Option<String>,
+    /// `bccEmail`.
+    pub bcc: Option<String>,
+    /// When it was sent.
+    pub sent_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What happens to the next `sendViaEmail` calls (`PUT /_sandbox/sevdesk/mail-fault`), on top
+/// of the common faults.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MailMode {
+    /// Sent and answered.
+    #[default]
+    Normal,
+    /// Answered 500; nothing sent.
+    Fail,
+    /// Answered 500 at once; the mail goes out (and the invoice changes) `delay_ms` later.
+    CommitLate,
+    /// Sent at once; the answer never comes (the client times out).
+    TimeoutAfterSend,
+}
+
+/// A mail fault and how many calls it hits.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct MailFault {
+    /// What happens.
+    pub mode: MailMode,
+    /// How many of the next calls it hits (0: every call).
+    pub times: u32,
+    /// For `commit_late`: how late the mail goes out, in milliseconds.
+    pub delay_ms: u64,
 }
 
 #[derive(Default)]
@@ -203,6 +264,11 @@ struct Store {
     account: Account,
     /// Every write body received, with its operation, for contract assertions in tests.
     requests: Vec<(String, Value)>,
+    /// Every e-mail sent, oldest first.
+    emails: Vec<Email>,
+    /// The fault of the next `sendViaEmail` calls, and how many it has hit.
+    mail_fault: MailFault,
+    mail_fault_hits: u32,
 }
 
 /// The sevDesk part of the sandbox state.
@@ -251,6 +317,31 @@ impl SevDesk {
     /// Replaces the faults.
     pub fn set_faults(&self, faults: Faults) {
         self.store().faults = faults;
+    }
+
+    /// Every e-mail sent, oldest first.
+    pub fn emails(&self) -> Vec<Email> {
+        self.store().emails.clone()
+    }
+
+    /// Replaces the fault of the next `sendViaEmail` calls.
+    pub fn set_mail_fault(&self, fault: MailFault) {
+        let mut store = self.store();
+        store.mail_fault = fault;
+        store.mail_fault_hits = 0;
+    }
+
+    /// The mail fault for this call, counting it.
+    fn take_mail_fault(&self) -> MailMode {
+        let mut store = self.store();
+        let fault = store.mail_fault;
+        if fault.mode == MailMode::Normal
+            || (fault.times > 0 && store.mail_fault_hits >= fault.times)
+        {
+            return MailMode::Normal;
+        }
+        store.mail_fault_hits += 1;
+        fault.mode
     }
 
     /// Replaces the account settings.
@@ -490,6 +581,8 @@ fn invoice_json(i: &Invoice) -> Value {
         "taxRule": i.tax_rule.as_ref().map(|id| json!({"id": id, "objectName": "TaxRule"})),
         "origin": i.cancels.as_ref().map(|id| json!({"id": id, "objectName": "Invoice"})),
         "update": i.created.to_rfc3339(),
+        "sendType": i.send_type,
+        "sendDate": i.send_date.map(|d| d.to_rfc3339()),
     })
 }
 
@@ -886,6 +979,8 @@ fn stored(
         booked_on: vec![],
         booking_types: vec![],
         created: chrono::Utc::now(),
+        send_type: None,
+        send_date: None,
     }
 }
 
@@ -1035,8 +1130,12 @@ async fn send_document(
     }
     write(p, state, move |sevdesk| {
         let sent = with_document(sevdesk, kind, &id, |document| {
-            if document.status == 100 && body["sendDraft"] == json!(false) {
-                document.status = 200;
+            if body["sendDraft"] == json!(false) {
+                if document.status == 100 {
+                    document.status = 200;
+                }
+                document.send_type = body["sendType"].as_str().map(str::to_owned);
+                document.send_date = Some(chrono::Utc::now());
             }
             document.clone()
         });
@@ -1178,6 +1277,8 @@ pub async fn cancel_invoice(
                 booked_on: vec![],
                 booking_types: vec![],
                 created: chrono::Utc::now(),
+                send_type: None,
+                send_date: None,
                 ..original
             };
             store.invoices.push(sr.clone());
@@ -1190,6 +1291,124 @@ pub async fn cancel_invoice(
         }
     })
     .await
+}
+
+/// Sends `body`'s e-mail with the document, as `sendViaEmail` does: the mail is recorded, and
+/// the document is marked sent (`sendType` `VM`, `sendDate` now) and opened if it was a draft.
+fn send_mail(sevdesk: &SevDesk, kind: Kind, id: &str, body: &Value) -> Result<Value, Refusal> {
+    let mut store = sevdesk.store();
+    store.next_id += 1;
+    let mail_id = store.next_id.to_string();
+    let document = kind
+        .documents(&mut store)
+        .iter_mut()
+        .find(|i| i.id == id)
+        .ok_or_else(|| kind.missing())?;
+    if document.cancelled_by.is_some() {
+        return Err(Refusal::new(400, "the document is cancelled"));
+    }
+    if document.status == 100 {
+        document.status = 200;
+    }
+    let now = chrono::Utc::now();
+    document.send_type = Some("VM".into());
+    document.send_date = Some(now);
+    let object = kind.json(document);
+    let text = |member: &str| body[member].as_str().map(str::to_owned);
+    let email = Email {
+        id: mail_id,
+        object_name: object["objectName"]
+            .as_str()
+            .unwrap_or("Invoice")
+            .to_owned(),
+        object_id: id.to_owned(),
+        to: text("toEmail").unwrap_or_default(),
+        subject: text("subject").unwrap_or_default(),
+        text: text("text").unwrap_or_default(),
+        copy: body["copy"].as_bool().unwrap_or(false),
+        cc: text("ccEmail"),
+        bcc: text("bccEmail"),
+        sent_at: now,
+    };
+    store.emails.push(email.clone());
+    Ok(email_json(&email, object))
+}
+
+/// `Model_Email`: the e-mail sevDesk created, with the document it carried as `object`.
+fn email_json(email: &Email, object: Value) -> Value {
+    json!({
+        "id": email.id,
+        "objectName": "Email",
+        "create": email.sent_at.to_rfc3339(),
+        "update": email.sent_at.to_rfc3339(),
+        "object": object,
+        "from": "sandbox@sevdesk.invalid",
+        "to": email.to,
+        "subject": email.subject,
+        "text": email.text,
+        "cc": email.cc,
+        "bcc": email.bcc,
+        "arrived": null,
+    })
+}
+
+/// `POST /Invoice/{id}/sendViaEmail`: e-mails the invoice (`toEmail`, `subject`, `text`
+/// required) and marks it sent; answers 201 with the `Model_Email`. Under the mail fault it
+/// fails (500, nothing sent), commits late (500 now, the mail goes out later) or times out after
+/// sending (sent, never answered).
+pub async fn send_via_email(
+    request: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<Value>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    let p = planned!(state, request, "sendViaEmail", true);
+    let (id, body) = (id.into_inner(), body.into_inner());
+    if let Err(refused) = validate(&state.sevdesk, "sendViaEmail", &body) {
+        return refused;
+    }
+    match state.sevdesk.take_mail_fault() {
+        MailMode::Normal => {}
+        MailMode::Fail => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "injected: mail not sent");
+        }
+        MailMode::CommitLate => {
+            let delay = state.sevdesk.store().mail_fault.delay_ms;
+            let late = state.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let _ = send_mail(&late.sevdesk, Kind::Invoice, &id, &body);
+            });
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected: answered before the mail went out",
+            );
+        }
+        MailMode::TimeoutAfterSend => {
+            let _ = send_mail(&state.sevdesk, Kind::Invoice, &id, &body);
+            tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+            return error(StatusCode::GATEWAY_TIMEOUT, "unreachable");
+        }
+    }
+    write(p, state, move |sevdesk| {
+        send_mail(sevdesk, Kind::Invoice, &id, &body)
+            .map(|email| (StatusCode::CREATED, json!({"objects": email})))
+    })
+    .await
+}
+
+/// `GET /_sandbox/sevdesk/emails`: every e-mail sevDesk sent, oldest first.
+pub async fn sandbox_emails(state: web::Data<crate::State>) -> HttpResponse {
+    HttpResponse::Ok().json(state.sevdesk.emails())
+}
+
+/// `PUT /_sandbox/sevdesk/mail-fault`: the fault of the next `sendViaEmail` calls.
+pub async fn put_mail_fault(
+    fault: web::Json<MailFault>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    state.sevdesk.set_mail_fault(fault.into_inner());
+    HttpResponse::NoContent().finish()
 }
 
 /// `PUT /_sandbox/sevdesk/account`: bookkeeping version, SevUsers and check accounts.
@@ -1250,6 +1469,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/Invoice", web::get().to(search_invoices))
             .route("/Invoice/{id}", web::get().to(get_invoice))
             .route("/Invoice/{id}/sendBy", web::put().to(send_by))
+            .route("/Invoice/{id}/sendViaEmail", web::post().to(send_via_email))
             .route("/Invoice/{id}/bookAmount", web::put().to(book_amount))
             .route(
                 "/Invoice/{id}/cancelInvoice",
@@ -1283,6 +1503,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(sandbox_contacts),
     )
     .route("/_sandbox/sevdesk/account", web::put().to(put_account))
+    .route("/_sandbox/sevdesk/emails", web::get().to(sandbox_emails))
+    .route(
+        "/_sandbox/sevdesk/mail-fault",
+        web::put().to(put_mail_fault),
+    )
     .route(
         "/_sandbox/sevdesk/requests",
         web::get().to(sandbox_requests),

@@ -33,6 +33,7 @@ pub mod failure;
 pub mod http;
 pub mod idempotency;
 pub mod migrate;
+pub mod notifications;
 pub mod order_lock;
 pub mod outbox;
 pub mod reconcile;

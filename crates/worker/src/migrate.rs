@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "shopify_offline_tokens",
         include_str!("../../../migrations/0012_shopify_offline_tokens.sql"),
     ),
+    (
+        13,
+        "notification_outbox",
+        include_str!("../../../migrations/0013_notification_outbox.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

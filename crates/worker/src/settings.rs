@@ -99,6 +99,73 @@ pub const SEVDESK_SETTLE: Setting<Seconds> = Setting::new(
     "60",
     "How long a sevDesk call whose outcome is unknown (timeout, dropped connection, 5xx) is left alone before sevDesk is searched for its result. At least twice HOOKLINE_SEVDESK_TIMEOUT_MS; above sevDesk's slowest answer plus its search lag.",
 );
+/// `HOOKLINE_NOTIFY_CHANNEL`.
+pub const NOTIFY_CHANNEL: Setting<String> = Setting::new(
+    "HOOKLINE_NOTIFY_CHANNEL",
+    "sevdesk",
+    "How the customer gets the invoice: `sevdesk` (sevDesk e-mails the invoice PDF, `sendViaEmail`, once per invoice) or `off` (the invoice is only marked sent, `sendBy`). See docs/notifications.md.",
+)
+.expecting("sevdesk or off");
+/// `HOOKLINE_NOTIFY_SUBJECT`.
+pub const NOTIFY_SUBJECT: Setting<String> = Setting::new(
+    "HOOKLINE_NOTIFY_SUBJECT",
+    "Ihre Rechnung {invoice_number} zu Bestellung {order_name}",
+    "Subject of the e-mail with the invoice of a paid order. Placeholders: {order_name}, {invoice_number}, {amount}, {customer_name}, {bank_details}; an unknown one refuses to start.",
+);
+/// `HOOKLINE_NOTIFY_TEXT`.
+pub const NOTIFY_TEXT: Setting<String> = Setting::new(
+    "HOOKLINE_NOTIFY_TEXT",
+    "Guten Tag {customer_name},\n\nvielen Dank für Ihre Bestellung {order_name}. Im Anhang finden Sie Ihre Rechnung {invoice_number} über {amount}; der Betrag ist bezahlt.\n\nMit freundlichen Grüßen",
+    "Text of the e-mail with the invoice of a paid order (`\\n` is a line break). Placeholders as in HOOKLINE_NOTIFY_SUBJECT.",
+);
+/// `HOOKLINE_NOTIFY_PREPAYMENT_SUBJECT`.
+pub const NOTIFY_PREPAYMENT_SUBJECT: Setting<String> = Setting::new(
+    "HOOKLINE_NOTIFY_PREPAYMENT_SUBJECT",
+    "Ihre Rechnung {invoice_number} zu Bestellung {order_name}: bitte überweisen Sie {amount}",
+    "Subject of the e-mail with the invoice of a prepayment order (paid by bank transfer). Placeholders as in HOOKLINE_NOTIFY_SUBJECT.",
+);
+/// `HOOKLINE_NOTIFY_PREPAYMENT_TEXT`.
+pub const NOTIFY_PREPAYMENT_TEXT: Setting<String> = Setting::new(
+    "HOOKLINE_NOTIFY_PREPAYMENT_TEXT",
+    "Guten Tag {customer_name},\n\nvielen Dank für Ihre Bestellung {order_name}. Im Anhang finden Sie Ihre Rechnung {invoice_number}. Bitte überweisen Sie {amount} mit dem Verwendungszweck {invoice_number}.\n\n{bank_details}\n\nSobald Ihre Zahlung eingegangen ist, versenden wir Ihre Bestellung.\n\nMit freundlichen Grüßen",
+    "Text of the e-mail with the invoice of a prepayment order: the amount, the reference to pay with and the bank details. Placeholders as in HOOKLINE_NOTIFY_SUBJECT.",
+);
+/// `HOOKLINE_NOTIFY_BANK_DETAILS`.
+pub const NOTIFY_BANK_DETAILS: Setting<String> = Setting::new(
+    "HOOKLINE_NOTIFY_BANK_DETAILS",
+    "Unsere Bankverbindung finden Sie auf der Rechnung.",
+    "What {bank_details} stands for, e.g. `Kontoinhaber: Beispiel GmbH, IBAN: DE…, BIC: …` (sevDesk prints the account's bank details on the invoice, hence the default).",
+);
+/// `HOOKLINE_NOTIFY_COPY`.
+pub const NOTIFY_COPY: Setting<bool> = Setting::new(
+    "HOOKLINE_NOTIFY_COPY",
+    "false",
+    "sevDesk sends a copy of each e-mail to the account's own address (`copy`).",
+);
+/// `HOOKLINE_NOTIFY_RELAY`.
+pub const NOTIFY_RELAY: Setting<bool> = Setting::new(
+    "HOOKLINE_NOTIFY_RELAY",
+    "true",
+    "Run the notification relay (it sends the notification outbox) in this process.",
+);
+/// `HOOKLINE_NOTIFY_POLL_MS`.
+pub const NOTIFY_POLL: Setting<Millis> = Setting::new(
+    "HOOKLINE_NOTIFY_POLL_MS",
+    "500",
+    "How often the notification relay looks for due messages.",
+);
+/// `HOOKLINE_NOTIFY_MAX_ATTEMPTS`.
+pub const NOTIFY_MAX_ATTEMPTS: Setting<u32> = Setting::new(
+    "HOOKLINE_NOTIFY_MAX_ATTEMPTS",
+    "8",
+    "Sends of a message before it is marked `failed` (`hookctl notifications retry ID` sends it again).",
+);
+/// `HOOKLINE_PREPAYMENT_GATEWAYS`.
+pub const PREPAYMENT_GATEWAYS: Setting<String> = Setting::new(
+    "HOOKLINE_PREPAYMENT_GATEWAYS",
+    "Bank Deposit,bank_deposit,Money Order,money_order,manual,Vorkasse,Überweisung",
+    "Shopify payment gateways (`payment_gateway_names`, case-insensitive, comma-separated) that mean prepayment by bank transfer: an `orders/create` with one of them and `financial_status` pending gets its invoice at once, e-mailed with the bank details, and no payment booked. `none`: no prepayment.",
+);
 /// `HOOKLINE_WORKER_HTTP_ADDR`.
 pub const HTTP_ADDR: Setting<String> = Setting::new(
     "HOOKLINE_WORKER_HTTP_ADDR",
@@ -375,6 +442,17 @@ pub const SETTINGS: &[SettingSpec] = &[
     SEVDESK_SMALL_BUSINESS.spec(),
     SEVDESK_OSS.spec(),
     SEVDESK_SETTLE.spec(),
+    NOTIFY_CHANNEL.spec(),
+    NOTIFY_SUBJECT.spec(),
+    NOTIFY_TEXT.spec(),
+    NOTIFY_PREPAYMENT_SUBJECT.spec(),
+    NOTIFY_PREPAYMENT_TEXT.spec(),
+    NOTIFY_BANK_DETAILS.spec(),
+    NOTIFY_COPY.spec(),
+    NOTIFY_RELAY.spec(),
+    NOTIFY_POLL.spec(),
+    NOTIFY_MAX_ATTEMPTS.spec(),
+    PREPAYMENT_GATEWAYS.spec(),
     HTTP_ADDR.spec(),
     DOMAINS.spec(),
     INVENTORY_CONCURRENCY.spec(),
@@ -483,6 +561,8 @@ pub struct Settings {
     pub sevdesk_account: crate::domains::orders::account::AccountSettings,
     /// [`SEVDESK_SETTLE`].
     pub sevdesk_settle: Duration,
+    /// The customer's message with the invoice (`HOOKLINE_NOTIFY_*`, `HOOKLINE_PREPAYMENT_GATEWAYS`).
+    pub notify: crate::notifications::NotifySettings,
     /// [`HTTP_ADDR`]: `/healthz`, `/readyz`, `/metrics`.
     pub http_addr: String,
     /// [`DOMAINS`]: which bulkheads this process runs.
@@ -608,6 +688,7 @@ impl Settings {
             sevdesk_timeout,
             sevdesk_account,
             sevdesk_settle,
+            notify: crate::notifications::NotifySettings::read(&env)?,
             http_addr: env.read(&HTTP_ADDR)?,
             domains,
             bulkheads,

@@ -59,6 +59,22 @@ pub struct InvoiceInfo {
     pub contact_id: Option<String>,
     /// For a cancellation invoice: the invoice it cancels (`origin`).
     pub origin: Option<String>,
+    /// `invoiceNumber` (credit notes: `creditNoteNumber`), assigned by sevDesk.
+    pub number: Option<String>,
+    /// `sendType`: how it was last sent; `VM` once sevDesk e-mailed it (`sendViaEmail`).
+    pub send_type: Option<String>,
+    /// `sendDate`: when it was last sent.
+    pub send_date: Option<String>,
+}
+
+impl InvoiceInfo {
+    /// Whether sevDesk records the document as e-mailed by itself: open (or further) with
+    /// `sendType` `VM`. This is what `sendViaEmail` leaves behind, and what is read before an
+    /// e-mail is sent (again) after an unknown outcome — the spec offers no listing of sent
+    /// e-mails, only the document's `sendType` and `sendDate`.
+    pub fn mailed(&self) -> bool {
+        self.status >= 200 && self.send_type.as_deref() == Some("VM")
+    }
 }
 
 /// A contact to create.
@@ -142,6 +158,9 @@ fn invoice_info(v: &Value) -> Result<Option<InvoiceInfo>, HandlerError> {
         note: text(&v["customerInternalNote"]),
         contact_id: text(&v["contact"]["id"]),
         origin: text(&v["origin"]["id"]),
+        number: text(&v["invoiceNumber"]).or_else(|| text(&v["creditNoteNumber"])),
+        send_type: text(&v["sendType"]),
+        send_date: text(&v["sendDate"]),
     }))
 }
 
@@ -306,6 +325,36 @@ pub struct Booking<'a> {
 /// The `sendBy` body: marks a draft as sent (printed), which opens it.
 pub fn send_by_body() -> Value {
     json!({"sendType": "VPR", "sendDraft": false})
+}
+
+/// An e-mail sevDesk sends with a document (`sendViaEmail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mail {
+    /// `toEmail`.
+    pub to: String,
+    /// `subject`.
+    pub subject: String,
+    /// `text` (sevDesk allows some HTML; ours is plain text).
+    pub text: String,
+    /// `copy`: a copy to the sevDesk account's own address.
+    pub copy: bool,
+    /// `bccEmail`, if any.
+    pub bcc: Option<String>,
+}
+
+/// The `sendViaEmail` body: sevDesk attaches the document's PDF, sends it, and marks the
+/// document sent (`sendType` `VM`), which opens a draft.
+pub fn send_via_email_body(mail: &Mail) -> Value {
+    let mut body = json!({
+        "toEmail": mail.to,
+        "subject": mail.subject,
+        "text": mail.text,
+        "copy": mail.copy,
+    });
+    if let Some(bcc) = &mail.bcc {
+        body["bccEmail"] = json!(bcc);
+    }
+    body
 }
 
 /// The `POST /Contact` body.
@@ -700,6 +749,25 @@ impl SevDeskClient {
         Ok(())
     }
 
+    /// E-mails the invoice's PDF (draft → open, `sendType` `VM`). sevDesk sends it again on every
+    /// call: the caller reads the invoice ([`InvoiceInfo::mailed`]) before a repeat.
+    pub async fn send_via_email(
+        &self,
+        id: &str,
+        mail: &Mail,
+        trace: Option<&str>,
+    ) -> Result<(), HandlerError> {
+        self.call(
+            Method::POST,
+            &format!("/Invoice/{id}/sendViaEmail"),
+            &[],
+            Some(send_via_email_body(mail)),
+            trace,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Books a payment on an invoice or a credit note.
     pub async fn book(
         &self,
@@ -891,6 +959,24 @@ mod tests {
             assert_eq!(check("bookAmount", &body), Ok(()), "{body:#}");
         }
         assert_eq!(check("sendBy", &send_by_body()), Ok(()));
+        let mut mail = Mail {
+            to: "jon@example.com".into(),
+            subject: "Ihre Rechnung RE-1001".into(),
+            text: "Guten Tag".into(),
+            copy: false,
+            bcc: None,
+        };
+        assert_eq!(check("sendViaEmail", &send_via_email_body(&mail)), Ok(()));
+        mail.bcc = Some("books@example.com".into());
+        let body = send_via_email_body(&mail);
+        assert_eq!(check("sendViaEmail", &body), Ok(()));
+        assert_eq!(body["bccEmail"], "books@example.com");
+        let mut without_text = body.clone();
+        without_text.as_object_mut().unwrap().remove("text");
+        assert!(
+            check("sendViaEmail", &without_text).is_err(),
+            "text is required"
+        );
         let contact = crate::domains::orders::contact_for(&order(ORDER));
         assert_eq!(check("createContact", &contact_body(&contact)), Ok(()));
     }
@@ -903,6 +989,19 @@ mod tests {
         assert_eq!(full["amount"], json!(119.0));
         assert_eq!(full["checkAccount"]["id"], json!(5002));
         assert!(booking_body("1".parse().unwrap(), date, "not-a-number", true).is_err());
+    }
+
+    #[test]
+    fn an_invoice_counts_as_mailed_only_when_open_and_sent_by_mail() {
+        let read = |v: Value| invoice_info(&v).unwrap().unwrap();
+        let mailed = read(
+            json!({"id": "1", "status": "200", "sendType": "VM", "sendDate": "2026-11-20T10:00:00+01:00", "invoiceNumber": "RE-1001"}),
+        );
+        assert!(mailed.mailed());
+        assert_eq!(mailed.number.as_deref(), Some("RE-1001"));
+        assert!(!read(json!({"id": "1", "status": "200", "sendType": "VPR"})).mailed());
+        assert!(!read(json!({"id": "1", "status": "100"})).mailed());
+        assert!(read(json!({"id": "1", "status": "1000", "sendType": "VM"})).mailed());
     }
 
     #[test]

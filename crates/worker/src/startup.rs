@@ -25,6 +25,7 @@ use crate::erp::ErpClient;
 use crate::error::HandlerError;
 use crate::http::{self, Health};
 use crate::idempotency::Claims;
+use crate::notifications::relay::Relay as NotificationRelay;
 use crate::outbox::Relay;
 use crate::reconcile::Reconciler;
 use crate::redrive::Redrive;
@@ -84,6 +85,7 @@ pub struct Worker {
     handlers: BTreeMap<Domain, Arc<dyn DomainHandler>>,
     claims: Claims,
     relay: Option<Relay>,
+    notifications: Option<NotificationRelay>,
     reconciler: Option<Reconciler>,
     retention: Option<Retention>,
     redrive: Option<Redrive>,
@@ -99,6 +101,7 @@ impl Worker {
         migrate(settings.database_url.expose()).await?;
         let mut handlers: BTreeMap<Domain, Arc<dyn DomainHandler>> = BTreeMap::new();
         let mut redrive = None;
+        let mut notifications = None;
         for &domain in &settings.domains {
             match domain {
                 Domain::Inventory => {
@@ -147,12 +150,24 @@ impl Worker {
                         breaker,
                     )
                     .context("cannot build the sevDesk client")?;
+                    // The notification relay sends through the same client, so the same breaker:
+                    // a sevDesk outage seen by orders holds the e-mails too, and the other way.
+                    if settings.notify.run_relay {
+                        notifications = Some(NotificationRelay::new(
+                            self::pool(settings.database_url.expose(), 2)?,
+                            sevdesk.clone(),
+                            settings.notify.clone(),
+                            settings.sevdesk_settle,
+                            settings.sevdesk_timeout,
+                        ));
+                    }
                     let orders = OrdersHandler::new(
                         pool,
                         sevdesk,
                         settings.sevdesk_account.clone(),
                         settings.sevdesk_settle,
-                    );
+                    )
+                    .with_notifications(settings.notify.clone());
                     // An account hookline cannot book into refuses to start, with what to fix;
                     // a sevDesk that does not answer now is asked again on the first order.
                     match orders.account(None).await {
@@ -240,6 +255,7 @@ impl Worker {
             handlers,
             claims,
             relay,
+            notifications,
             reconciler,
             retention,
             redrive,
@@ -277,6 +293,9 @@ impl Worker {
         let http_task = tokio::spawn(server);
         let reconcile_task = self
             .reconciler
+            .map(|r| tokio::spawn(r.run(shutdown.clone())));
+        let notifications_task = self
+            .notifications
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
         let retention_task = self
             .retention
@@ -318,9 +337,14 @@ impl Worker {
         if let Some(task) = relay_task {
             let _ = task.await;
         }
-        for task in [reconcile_task, retention_task, redrive_task]
-            .into_iter()
-            .flatten()
+        for task in [
+            reconcile_task,
+            retention_task,
+            redrive_task,
+            notifications_task,
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = task.await;
         }

@@ -11,6 +11,7 @@ mod e2e;
 mod failures;
 mod helpers;
 mod inventory;
+mod notifications;
 mod order_lock;
 mod orders;
 mod outbox;

@@ -13,6 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use crate::notifications::MessageState;
+
 /// Where an order's synchronisation stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncState {
@@ -24,6 +26,9 @@ pub enum SyncState {
     InvoiceCreating,
     /// The invoice exists (`invoice_id`), still a draft.
     InvoiceCreated,
+    /// The draft is handed to the notification outbox: sevDesk opens it when it e-mails it,
+    /// and the relay moves the order on to `invoice_sent` (see [`crate::notifications`]).
+    InvoiceMailing,
     /// The invoice is open.
     InvoiceSent,
     /// The payment is booked: done.
@@ -40,6 +45,7 @@ impl SyncState {
             SyncState::ContactOk => "contact_ok",
             SyncState::InvoiceCreating => "invoice_creating",
             SyncState::InvoiceCreated => "invoice_created",
+            SyncState::InvoiceMailing => "invoice_mailing",
             SyncState::InvoiceSent => "invoice_sent",
             SyncState::PaymentBooked => "payment_booked",
             SyncState::Cancelled => "cancelled",
@@ -52,6 +58,7 @@ impl SyncState {
             "contact_ok" => SyncState::ContactOk,
             "invoice_creating" => SyncState::InvoiceCreating,
             "invoice_created" => SyncState::InvoiceCreated,
+            "invoice_mailing" => SyncState::InvoiceMailing,
             "invoice_sent" => SyncState::InvoiceSent,
             "payment_booked" => SyncState::PaymentBooked,
             "cancelled" => SyncState::Cancelled,
@@ -63,7 +70,10 @@ impl SyncState {
     pub fn has_invoice(self) -> bool {
         matches!(
             self,
-            SyncState::InvoiceCreated | SyncState::InvoiceSent | SyncState::PaymentBooked
+            SyncState::InvoiceCreated
+                | SyncState::InvoiceMailing
+                | SyncState::InvoiceSent
+                | SyncState::PaymentBooked
         )
     }
 }
@@ -112,6 +122,8 @@ pub struct SyncRow {
     pub paid: bool,
     /// Some delivery showed the order cancelled.
     pub cancel_requested: bool,
+    /// Some delivery showed it a prepayment order (bank transfer): invoiced before it is paid.
+    pub prepayment: bool,
     /// sevDesk's contact.
     pub contact_id: Option<String>,
     /// sevDesk's invoice.
@@ -126,6 +138,14 @@ pub struct Facts {
     /// This delivery is an `orders/paid` whose payload shows the order paid: only such a
     /// delivery (or its reconciled copy) creates and books.
     pub paid_now: bool,
+    /// This delivery is an `orders/create` (or `orders/updated`) of a prepayment order: a
+    /// manual gateway (bank transfer) and `financial_status` pending. It creates the invoice and
+    /// sends it, so the customer knows what to transfer; it books nothing.
+    pub prepayment_now: bool,
+    /// The invoice can be e-mailed: the channel is on and the order has an address.
+    pub can_mail: bool,
+    /// The invoice's message in the notification outbox (read while `invoice_mailing`).
+    pub mail: Option<crate::notifications::MessageState>,
     /// Shopify's total.
     pub total: Decimal,
     /// The money of the order's refunds already on credit notes (read only when a cancellation
@@ -158,6 +178,16 @@ pub enum Step {
         /// Whether a missing invoice is created.
         create_if_missing: bool,
     },
+    /// Hand the draft to the notification outbox, in one transaction with the state
+    /// `invoice_mailing`: sevDesk's `sendViaEmail` opens it.
+    Mail {
+        /// The prepayment message (bank details), not the paid one.
+        prepayment: bool,
+    },
+    /// The e-mail that opens the invoice is not sent yet: retried later (no attempt used up).
+    AwaitMail,
+    /// The e-mail went out: the invoice is open.
+    MailSent,
     /// Open the draft (`sendBy`); after an unknown outcome, look at its status first.
     Send {
         /// Read the invoice's status before sending.
@@ -189,6 +219,16 @@ pub fn next_step(row: &SyncRow, facts: &Facts, now: DateTime<Utc>, settle: Durat
         (SyncState::InvoiceCreating, true) => settling("save_invoice").unwrap_or(Step::Invoice {
             create_if_missing: false,
         }),
+        // A cancellation waits for the e-mail in flight (the invoice is opened by it), or opens
+        // the invoice itself when the e-mail failed; then the open invoice is cancelled.
+        (SyncState::InvoiceMailing, true) if facts.credited.is_zero() => match facts.mail {
+            None => Step::Mail {
+                prepayment: !facts.paid_now && row.prepayment,
+            },
+            Some(MessageState::Pending) => Step::AwaitMail,
+            Some(MessageState::Sent) => Step::MailSent,
+            Some(MessageState::Failed) => Step::Send { look_first: true },
+        },
         (state, true) if state.has_invoice() => {
             if facts.credited >= facts.total {
                 Step::MarkCancelled {
@@ -205,15 +245,37 @@ pub fn next_step(row: &SyncRow, facts: &Facts, now: DateTime<Utc>, settle: Durat
             }
         }
         (_, true) => Step::Done,
-        (_, false) if !row.paid || !facts.paid_now => Step::Done,
+        (_, false) if !(facts.prepayment_now || (row.paid && facts.paid_now)) => Step::Done,
         (SyncState::Pending, false) => settling("create_contact").unwrap_or(Step::Contact),
         (SyncState::ContactOk | SyncState::InvoiceCreating, false) => settling("save_invoice")
             .unwrap_or(Step::Invoice {
                 create_if_missing: true,
             }),
-        (SyncState::InvoiceCreated, false) => settling("send").unwrap_or(Step::Send {
-            look_first: pending_is("send"),
-        }),
+        // A `sendBy` whose outcome is unknown is settled as one; otherwise the e-mail opens it.
+        (SyncState::InvoiceCreated, false) => {
+            settling("send").unwrap_or(if facts.can_mail && !pending_is("send") {
+                Step::Mail {
+                    prepayment: !facts.paid_now,
+                }
+            } else {
+                Step::Send {
+                    look_first: pending_is("send"),
+                }
+            })
+        }
+        // Only a payment waits for the e-mail (it can be booked on an open invoice only); a
+        // failed e-mail does not hold it: `sendBy` opens the invoice, the e-mail is retried by
+        // an operator.
+        (SyncState::InvoiceMailing, false) => match facts.mail {
+            None => Step::Mail {
+                prepayment: !facts.paid_now,
+            },
+            Some(MessageState::Sent) => Step::MailSent,
+            Some(MessageState::Pending) if facts.paid_now => Step::AwaitMail,
+            Some(MessageState::Failed) if facts.paid_now => Step::Send { look_first: true },
+            Some(_) => Step::Done,
+        },
+        (SyncState::InvoiceSent, false) if !facts.paid_now => Step::Done,
         (SyncState::InvoiceSent, false) => settling("book").unwrap_or(Step::Book),
     }
 }
@@ -331,6 +393,9 @@ mod tests {
             }
             let facts = Facts {
                 paid_now: matches!(delivery, Delivery::Paid),
+                prepayment_now: false,
+                can_mail: false,
+                mail: None,
                 total: self.total,
                 credited: self.credited,
             };
@@ -386,6 +451,9 @@ mod tests {
                     Step::Send { .. } => {
                         self.row.pending = None;
                         SyncState::InvoiceSent
+                    }
+                    Step::Mail { .. } | Step::AwaitMail | Step::MailSent => {
+                        panic!("this model has no e-mail address: {step:?}")
                     }
                     Step::Book => {
                         let due = self.total - self.sevdesk.booked;
@@ -443,6 +511,7 @@ mod tests {
                     state: SyncState::Pending,
                     paid: false,
                     cancel_requested: false,
+                    prepayment: false,
                     contact_id: None,
                     invoice_id: None,
                     pending: None,
@@ -487,6 +556,7 @@ mod tests {
             state,
             paid: true,
             cancel_requested: false,
+            prepayment: false,
             contact_id: Some("1".into()),
             invoice_id: Some("2".into()),
             pending: None,
@@ -495,9 +565,116 @@ mod tests {
 
     const PAID: Facts = Facts {
         paid_now: true,
+        prepayment_now: false,
+        can_mail: false,
+        mail: None,
         total: Decimal::ONE_HUNDRED,
         credited: Decimal::ZERO,
     };
+
+    const MAILABLE: Facts = Facts {
+        can_mail: true,
+        ..PAID
+    };
+
+    #[test]
+    fn with_an_address_the_e_mail_opens_the_invoice_and_the_payment_waits_for_it() {
+        let created = row(SyncState::InvoiceCreated);
+        assert_eq!(
+            next_step(&created, &MAILABLE, at(0), Duration::ZERO),
+            Step::Mail { prepayment: false }
+        );
+        assert_eq!(
+            next_step(&created, &PAID, at(0), Duration::ZERO),
+            Step::Send { look_first: false },
+            "no address: sendBy, as before"
+        );
+        let mailing = row(SyncState::InvoiceMailing);
+        let with = |mail| Facts {
+            mail: Some(mail),
+            ..MAILABLE
+        };
+        assert_eq!(
+            next_step(
+                &mailing,
+                &with(MessageState::Pending),
+                at(0),
+                Duration::ZERO
+            ),
+            Step::AwaitMail
+        );
+        assert_eq!(
+            next_step(&mailing, &with(MessageState::Sent), at(0), Duration::ZERO),
+            Step::MailSent
+        );
+        assert_eq!(
+            next_step(&mailing, &with(MessageState::Failed), at(0), Duration::ZERO),
+            Step::Send { look_first: true },
+            "a failed e-mail does not hold the booking"
+        );
+        // A lost outbox row is written again (the unique key keeps it one).
+        assert_eq!(
+            next_step(&mailing, &MAILABLE, at(0), Duration::ZERO),
+            Step::Mail { prepayment: false }
+        );
+        // A sendBy whose outcome is unknown is settled as a sendBy, never followed by a mail.
+        let mut sending = row(SyncState::InvoiceCreated);
+        sending.pending = Some(Pending {
+            call: "send".into(),
+            since: at(0),
+        });
+        assert_eq!(
+            next_step(&sending, &MAILABLE, at(100), Duration::from_secs(10)),
+            Step::Send { look_first: true }
+        );
+    }
+
+    #[test]
+    fn a_prepayment_order_is_invoiced_and_mailed_on_create_and_booked_only_when_paid() {
+        let mut r = row(SyncState::Pending);
+        r.paid = false;
+        r.prepayment = true;
+        let create = Facts {
+            paid_now: false,
+            prepayment_now: true,
+            ..MAILABLE
+        };
+        assert_eq!(next_step(&r, &create, at(0), Duration::ZERO), Step::Contact);
+        r.state = SyncState::InvoiceCreated;
+        assert_eq!(
+            next_step(&r, &create, at(0), Duration::ZERO),
+            Step::Mail { prepayment: true }
+        );
+        r.state = SyncState::InvoiceMailing;
+        let pending = Facts {
+            mail: Some(MessageState::Pending),
+            ..create
+        };
+        assert_eq!(
+            next_step(&r, &pending, at(0), Duration::ZERO),
+            Step::Done,
+            "the create does not wait for the e-mail"
+        );
+        r.state = SyncState::InvoiceSent;
+        assert_eq!(next_step(&r, &create, at(0), Duration::ZERO), Step::Done);
+        // A later orders/updated that is not a prepayment any more does nothing either.
+        let updated = Facts {
+            prepayment_now: false,
+            ..create
+        };
+        assert_eq!(next_step(&r, &updated, at(0), Duration::ZERO), Step::Done);
+        // orders/paid books (what is left: Book re-reads what sevDesk has paid).
+        r.paid = true;
+        assert_eq!(next_step(&r, &MAILABLE, at(0), Duration::ZERO), Step::Book);
+        // Cancelled while invoiced: the cancellation invoice, as for any open invoice.
+        r.cancel_requested = true;
+        assert_eq!(next_step(&r, &create, at(0), Duration::ZERO), Step::Cancel);
+        r.state = SyncState::InvoiceMailing;
+        assert_eq!(
+            next_step(&r, &pending, at(0), Duration::ZERO),
+            Step::AwaitMail
+        );
+    }
 
     #[test]
     fn an_unknown_outcome_settles_before_anything_is_called_again() {

@@ -43,6 +43,9 @@ use tokio::sync::OnceCell;
 
 use crate::domains::{BoxFuture, DomainHandler, Outcome};
 use crate::error::HandlerError;
+use crate::notifications::{
+    self, Channel, Kind as NotifyKind, NewMessage, NotifySettings, OrderFacts,
+};
 use crate::order_lock::OrderLock;
 use crate::sevdesk::{Booking, ContactDraft, InvoiceInfo, Parties, SevDeskClient};
 use crate::{idempotency, schema};
@@ -64,7 +67,12 @@ pub struct OrdersHandler {
     settle: Duration,
     /// The account, resolved once (see [`account`]).
     account: Arc<OnceCell<Account>>,
+    /// How the customer gets the invoice; `None`: no message (`sendBy` only).
+    notify: Option<NotifySettings>,
 }
+
+/// How long an `orders/paid` waits between looks at the e-mail that opens its invoice.
+const MAIL_WAIT: Duration = Duration::from_secs(2);
 
 impl OrdersHandler {
     /// A handler using `pool` (the orders bulkhead's) and `sevdesk`.
@@ -80,7 +88,21 @@ impl OrdersHandler {
             settings,
             settle,
             account: Arc::new(OnceCell::new()),
+            notify: None,
         }
+    }
+
+    /// Sends the customer the invoice as `notify` says (see [`crate::notifications`]).
+    pub fn with_notifications(mut self, notify: NotifySettings) -> Self {
+        self.notify = Some(notify);
+        self
+    }
+
+    /// Whether invoices are e-mailed.
+    fn mailing(&self) -> bool {
+        self.notify
+            .as_ref()
+            .is_some_and(|n| n.channel == Channel::SevdeskEmail)
     }
 
     /// The sevDesk account, resolved and checked on first use.
@@ -123,10 +145,19 @@ impl OrdersHandler {
                 Some("paid" | "partially_refunded" | "refunded")
             );
         let cancel_now = topic == "orders/cancelled" && order.cancelled_at.is_some();
+        // Prepayment (bank transfer): invoiced when ordered, so the customer has the invoice to
+        // pay by; booked when Shopify reports it paid.
+        let prepayment_now = matches!(topic, "orders/create" | "orders/updated")
+            && order.financial_status.as_deref() == Some("pending")
+            && order.cancelled_at.is_none()
+            && self
+                .notify
+                .as_ref()
+                .is_some_and(|n| n.is_prepayment(&order.payment_gateway_names));
         let row = client
             .query_one(
-                "INSERT INTO order_sync (shop_domain, order_id, order_name, financial_status, total_price, currency, paid, cancel_requested)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO order_sync (shop_domain, order_id, order_name, financial_status, total_price, currency, paid, cancel_requested, prepayment)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  ON CONFLICT (shop_domain, order_id) DO UPDATE SET
                     order_name = EXCLUDED.order_name,
                     total_price = EXCLUDED.total_price,
@@ -134,8 +165,9 @@ impl OrdersHandler {
                     financial_status = EXCLUDED.financial_status,
                     paid = order_sync.paid OR EXCLUDED.paid,
                     cancel_requested = order_sync.cancel_requested OR EXCLUDED.cancel_requested,
+                    prepayment = order_sync.prepayment OR EXCLUDED.prepayment,
                     updated_at = now()
-                 RETURNING state, paid, cancel_requested, contact_id, invoice_id, pending_call, pending_since",
+                 RETURNING state, paid, cancel_requested, contact_id, invoice_id, pending_call, pending_since, prepayment",
                 &[
                     &shop,
                     &order.id,
@@ -145,6 +177,7 @@ impl OrdersHandler {
                     &order.currency,
                     &paid_now,
                     &cancel_now,
+                    &prepayment_now,
                 ],
             )
             .await?;
@@ -154,6 +187,7 @@ impl OrdersHandler {
             state: SyncState::parse(row.get::<_, &str>(0)),
             paid: row.get(1),
             cancel_requested: row.get(2),
+            prepayment: row.get(7),
             contact_id: row.get(3),
             invoice_id: row.get(4),
             pending: pending_call
@@ -170,8 +204,18 @@ impl OrdersHandler {
             } else {
                 Decimal::ZERO
             };
+            // The e-mail that opens the invoice, while it is on its way.
+            let mail = match (&s.invoice_id, s.state) {
+                (Some(invoice), SyncState::InvoiceMailing) => {
+                    notifications::state_of(client, shop, order.id, invoice).await?
+                }
+                _ => None,
+            };
             let facts = machine::Facts {
                 paid_now,
+                prepayment_now,
+                can_mail: self.mailing() && recipient(order).is_some(),
+                mail,
                 total,
                 credited,
             };
@@ -270,6 +314,59 @@ impl OrdersHandler {
                         }
                     }
                 }
+                Step::Mail { prepayment } => {
+                    let id = invoice_id(&s)?;
+                    let to = recipient(order);
+                    let name = customer_name(order);
+                    let message = NewMessage {
+                        shop,
+                        order_id: order.id,
+                        invoice_id: &id,
+                        kind: if prepayment {
+                            NotifyKind::Prepayment
+                        } else {
+                            NotifyKind::Invoice
+                        },
+                        recipient: to.as_deref(),
+                        why: None,
+                        facts: OrderFacts {
+                            order_name: &order.name,
+                            amount: total,
+                            currency: &order.currency,
+                            customer_name: &name,
+                        },
+                        traceparent: trace,
+                    };
+                    // One transaction: the state that says "the e-mail opens it" and the
+                    // e-mail's outbox row. A row already there (a redelivery) is kept.
+                    let mut tx_client = self.pool.get().await?;
+                    let tx = tx_client.transaction().await?;
+                    tx.execute(
+                        "UPDATE order_sync SET state = 'invoice_mailing', updated_at = now()
+                          WHERE shop_domain = $1 AND order_id = $2 AND state IN ('invoice_created', 'invoice_mailing')",
+                        &[&shop, &order.id],
+                    )
+                    .await?;
+                    let queued = notifications::enqueue(&tx, &message).await?;
+                    tx.commit().await?;
+                    steps.push(if queued {
+                        "invoice_mail_queued"
+                    } else {
+                        "invoice_mail_already_queued"
+                    });
+                    s.state = SyncState::InvoiceMailing;
+                    continue;
+                }
+                Step::AwaitMail => {
+                    return Err(HandlerError::Settling {
+                        call: "send_mail".into(),
+                        retry_in: MAIL_WAIT,
+                    });
+                }
+                Step::MailSent => {
+                    steps.push("invoice_mailed");
+                    SyncState::InvoiceSent
+                }
                 Step::Send { look_first } => {
                     let id = invoice_id(&s)?;
                     // After an unknown outcome, look before sending again: a `sendBy` that
@@ -280,6 +377,36 @@ impl OrdersHandler {
                         begin_call(client, shop, order.id, "send").await?;
                         self.sevdesk.send_by(&id, trace).await?;
                         steps.push("invoice_sent");
+                    }
+                    // Why the customer got no e-mail, where one was meant to go.
+                    if self.mailing() && recipient(order).is_none() {
+                        let name = customer_name(order);
+                        notifications::enqueue(
+                            client,
+                            &NewMessage {
+                                shop,
+                                order_id: order.id,
+                                invoice_id: &id,
+                                kind: if paid_now {
+                                    NotifyKind::Invoice
+                                } else {
+                                    NotifyKind::Prepayment
+                                },
+                                recipient: None,
+                                why: Some(
+                                    "the order has no e-mail address: no e-mail sent; the invoice was marked sent (sendBy)",
+                                ),
+                                facts: OrderFacts {
+                                    order_name: &order.name,
+                                    amount: total,
+                                    currency: &order.currency,
+                                    customer_name: &name,
+                                },
+                                traceparent: trace,
+                            },
+                        )
+                        .await?;
+                        steps.push("no_email_address");
                     }
                     end_call(client, shop, order.id).await?;
                     s.pending = None;
@@ -491,6 +618,28 @@ async fn set_state(
         .execute("UPDATE order_sync SET state = $3, updated_at = now() WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order_id, &state.as_str()])
         .await?;
     Ok(())
+}
+
+/// Where the customer's e-mail goes: the order's address, else the customer's.
+pub fn recipient(order: &Order) -> Option<String> {
+    order
+        .email
+        .clone()
+        .or_else(|| order.customer.as_ref().and_then(|c| c.email.clone()))
+        .map(|e| e.trim().to_owned())
+        .filter(|e| e.contains('@'))
+}
+
+/// Whom the e-mail greets: the customer's name, else the billing address's, else the company.
+pub fn customer_name(order: &Order) -> String {
+    let contact = contact_for(order);
+    match contact.organisation {
+        Some(org) if contact.first_name.is_empty() && contact.last_name.is_empty() => org,
+        _ if contact.first_name == "Shopify" => String::new(),
+        _ => format!("{} {}", contact.first_name, contact.last_name)
+            .trim()
+            .to_owned(),
+    }
 }
 
 /// The sevDesk contact of an order's customer: a deterministic customer number (searched before
