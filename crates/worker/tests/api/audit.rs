@@ -89,8 +89,20 @@ async fn every_decided_delivery_is_in_the_trail_with_its_outcome_steps_and_docum
         (outcome.as_str(), reason.as_deref()),
         ("dead_lettered", Some("amount_mismatch"))
     );
+    // The payment waits (a retry) until the customer's e-mail opened the invoice; then it applies.
+    let applied_rows = world
+        .db
+        .wait_count(
+            &format!(
+                "audit_events WHERE event_id = '{}' AND outcome = 'applied'",
+                paid.event_id
+            ),
+            1,
+            Duration::from_secs(60),
+        )
+        .await;
     let (outcome, _, steps, _) = row(&world, &paid).await;
-    assert_eq!(outcome, "applied", "{steps:?}");
+    assert_eq!((applied_rows, outcome.as_str()), (1, "applied"), "{steps:?}");
 
     let db = world.db.client().await;
     let stored: String = db
