@@ -12,7 +12,7 @@
 //! - `PUT /_sandbox/faults/erp`: set the ERP's [`Faults`]; `DELETE` clears them.
 //! - sevDesk API v1 under `/api/v1` (see [`sevdesk`]), its state at `/_sandbox/sevdesk/…`, its
 //!   faults at `PUT /_sandbox/faults/sevdesk`.
-//! - Shopify's Admin API order list under `/shops/{shop}/admin/api/{version}/orders.json` (see
+//! - Shopify's GraphQL Admin API (orders, refunds) under `/shops/{shop}/admin/api/{version}/graphql.json` (see
 //!   [`shopify`]).
 //! - `GET /healthz`.
 
