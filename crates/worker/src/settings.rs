@@ -867,6 +867,22 @@ mod tests {
     }
 
     #[test]
+    fn the_api_version_is_a_quarterly_release_supported_through_2026() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.reconcile.api_version, "2026-07");
+        assert!(settings(&[("HOOKLINE_SHOPIFY_API_VERSION", "2027-01")]).is_ok());
+        for bad in ["2026-05", "latest", "2026-7", "unstable"] {
+            let err = settings(&[("HOOKLINE_SHOPIFY_API_VERSION", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("HOOKLINE_SHOPIFY_API_VERSION") && err.contains("quarterly"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn unknown_domains_are_refused_by_name() {
         let err = settings(&[("HOOKLINE_WORKER_DOMAINS", "billing")])
             .unwrap_err()
