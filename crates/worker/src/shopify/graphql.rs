@@ -325,7 +325,7 @@ impl AdminClient {
     }
 
     /// Runs `query` with `variables` against `shop` and reads `data` as `T`.
-    #[tracing::instrument(name = "shopify_graphql", skip_all, fields(shop))]
+    #[tracing::instrument(name = "shopify_graphql", skip_all, fields(shop = %shop))]
     pub async fn query<T: DeserializeOwned>(
         &self,
         shop: &str,
