@@ -12,9 +12,10 @@
 //! - `PUT /_sandbox/faults/erp`: set the ERP's [`Faults`]; `DELETE` clears them.
 //! - sevDesk API v1 under `/api/v1` (see [`sevdesk`]), its state at `/_sandbox/sevdesk/…`, its
 //!   faults at `PUT /_sandbox/faults/sevdesk`.
-//! - Shopify's Admin API order list under `/shops/{shop}/admin/api/{version}/orders.json` (see
-//!   [`shopify`]), and its token endpoint `/shops/{shop}/admin/oauth/access_token` with the
-//!   client-credentials and refresh-token grants (see [`shopify_oauth`]).
+//! - Shopify's GraphQL Admin API (orders, refunds) under
+//!   `/shops/{shop}/admin/api/{version}/graphql.json` (see [`shopify`]), and its token endpoint
+//!   `/shops/{shop}/admin/oauth/access_token` with the client-credentials and refresh-token grants
+//!   (see [`shopify_oauth`]).
 //! - `GET /healthz`.
 
 use std::net::TcpListener;

@@ -1,11 +1,15 @@
-//! Shopify, played: the Admin API's order list (for the reconciliation poller) and a webhook
-//! sender that delivers signed webhooks to an ingestor the way Shopify does — at least once,
-//! sometimes twice, not always in order, and now and then not at all.
+//! Shopify, played: the GraphQL Admin API's orders (for the reconciliation poller, see
+//! [`graphql`]) and a webhook sender that delivers signed webhooks to an ingestor the way Shopify
+//! does — at least once, sometimes twice, not always in order, and now and then not at all.
 //!
-//! `GET /shops/{shop}/admin/api/{version}/orders.json?status=any&updated_at_min=…&limit=…` pages
-//! with `Link: <…page_info=…>; rel="next"`, requires `X-Shopify-Access-Token`, and keeps Shopify's
-//! leaky bucket (40 calls, 2 per second leak): every answer carries
-//! `X-Shopify-Shop-Api-Call-Limit: used/40`, and a full bucket answers 429 with `Retry-After: 2.0`.
+//! `POST /shops/{shop}/admin/api/{version}/graphql.json` requires `X-Shopify-Access-Token`
+//! ([`Shopify::token_ok`]; anything else is 401), keeps Shopify's cost-based leaky bucket per shop
+//! (2000 points, 100 restored per second, as a standard shop's) and answers `THROTTLED` when the
+//! bucket cannot hold a query's requested cost. Faults: the generic [`Faults`] (latency, error
+//! rate), a failing window of order-listing calls ([`Shopify::fail_listing`]), and a drained or
+//! resized bucket ([`Shopify::drain_bucket`], [`Shopify::set_bucket`]).
+
+pub mod graphql;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -30,22 +34,74 @@ pub fn token_ok(state: &crate::State, shop: &str, token: &str) -> bool {
     token == ACCESS_TOKEN || state.shopify_oauth.token_ok(shop, token)
 }
 
-/// Shopify's REST bucket: capacity and leak per second.
-const BUCKET: f64 = 40.0;
-const LEAK_PER_SEC: f64 = 2.0;
+/// A standard shop's GraphQL bucket: size and points restored per second.
+const BUCKET_SIZE: f64 = 2000.0;
+const RESTORE_RATE: f64 = 100.0;
+/// The most a single query may request.
+const MAX_QUERY_COST: f64 = 1000.0;
 
+#[derive(Debug, Clone, Copy)]
 struct Bucket {
-    level: f64,
+    available: f64,
     at: Instant,
 }
 
-#[derive(Default)]
+/// Listing calls that answer 500: numbers `from..from + times`, counted since it was set.
+#[derive(Debug, Clone, Copy, Default)]
+struct ListingFault {
+    from: usize,
+    times: usize,
+    seen: usize,
+}
+
 struct Store {
     /// Orders per shop, in creation order.
     orders: HashMap<String, Vec<Value>>,
     buckets: HashMap<String, Bucket>,
+    bucket_size: f64,
+    restore_rate: f64,
     faults: Faults,
+    listing_fault: ListingFault,
     calls: usize,
+    listing_calls: usize,
+    throttled: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self {
+            orders: HashMap::new(),
+            buckets: HashMap::new(),
+            bucket_size: BUCKET_SIZE,
+            restore_rate: RESTORE_RATE,
+            faults: Faults::default(),
+            listing_fault: ListingFault::default(),
+            calls: 0,
+            listing_calls: 0,
+            throttled: 0,
+        }
+    }
+}
+
+/// A bucket's state as `extensions.cost.throttleStatus` reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    /// The bucket's size.
+    pub maximum_available: f64,
+    /// Points in it now.
+    pub currently_available: f64,
+    /// Points restored per second.
+    pub restore_rate: f64,
+}
+
+impl Throttle {
+    fn json(&self) -> Value {
+        json!({
+            "maximumAvailable": self.maximum_available,
+            "currentlyAvailable": self.currently_available.floor(),
+            "restoreRate": self.restore_rate,
+        })
+    }
 }
 
 /// The Shopify part of the sandbox state.
@@ -74,9 +130,19 @@ impl Shopify {
         self.store().orders.get(shop).cloned().unwrap_or_default()
     }
 
-    /// Admin API calls answered so far.
+    /// Admin API calls that got past the token check so far.
     pub fn calls(&self) -> usize {
         self.store().calls
+    }
+
+    /// Order listing (`orders`) calls so far.
+    pub fn listing_calls(&self) -> usize {
+        self.store().listing_calls
+    }
+
+    /// Calls answered `THROTTLED` so far.
+    pub fn throttled(&self) -> usize {
+        self.store().throttled
     }
 
     /// Replaces the Admin API's faults.
@@ -84,23 +150,87 @@ impl Shopify {
         self.store().faults = faults;
     }
 
-    /// Takes one call from the shop's bucket; `Err(used)` when it is full.
-    fn take(&self, shop: &str) -> Result<f64, f64> {
+    /// From now on, order listing calls number `from` to `from + times - 1` (counting from 1)
+    /// answer 500: "the second page fails, and its retries too".
+    pub fn fail_listing(&self, from: usize, times: usize) {
+        self.store().listing_fault = ListingFault {
+            from,
+            times,
+            seen: 0,
+        };
+    }
+
+    /// Resizes every shop's bucket (full again).
+    pub fn set_bucket(&self, maximum: f64, restore_rate: f64) {
         let mut store = self.store();
-        store.calls += 1;
+        store.bucket_size = maximum;
+        store.restore_rate = restore_rate;
+        store.buckets.clear();
+    }
+
+    /// Empties the shop's bucket: the next query is throttled until it has restored enough.
+    pub fn drain_bucket(&self, shop: &str) {
+        self.store().buckets.insert(
+            shop.to_owned(),
+            Bucket {
+                available: 0.0,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Takes `cost` points from the shop's bucket, or says how full it is.
+    fn take(&self, shop: &str, cost: f64) -> Result<Throttle, Throttle> {
+        let mut store = self.store();
+        let (size, rate) = (store.bucket_size, store.restore_rate);
         let now = Instant::now();
         let bucket = store.buckets.entry(shop.to_owned()).or_insert(Bucket {
-            level: 0.0,
+            available: size,
             at: now,
         });
-        bucket.level =
-            (bucket.level - now.duration_since(bucket.at).as_secs_f64() * LEAK_PER_SEC).max(0.0);
+        bucket.available =
+            (bucket.available + now.duration_since(bucket.at).as_secs_f64() * rate).min(size);
         bucket.at = now;
-        if bucket.level + 1.0 > BUCKET {
-            return Err(bucket.level);
+        let fits = bucket.available >= cost;
+        if fits {
+            bucket.available -= cost;
         }
-        bucket.level += 1.0;
-        Ok(bucket.level)
+        let status = Throttle {
+            maximum_available: size,
+            currently_available: bucket.available,
+            restore_rate: rate,
+        };
+        if fits {
+            Ok(status)
+        } else {
+            store.throttled += 1;
+            Err(status)
+        }
+    }
+
+    /// Gives `points` back (requested minus actual cost).
+    fn refund_points(&self, shop: &str, points: f64) -> Throttle {
+        let mut store = self.store();
+        let (size, rate) = (store.bucket_size, store.restore_rate);
+        let bucket = store.buckets.entry(shop.to_owned()).or_insert(Bucket {
+            available: size,
+            at: Instant::now(),
+        });
+        bucket.available = (bucket.available + points.max(0.0)).min(size);
+        Throttle {
+            maximum_available: size,
+            currently_available: bucket.available,
+            restore_rate: rate,
+        }
+    }
+
+    /// Counts a listing call; whether it is one that must fail.
+    fn listing_fails(&self) -> bool {
+        let mut store = self.store();
+        store.listing_calls += 1;
+        let fault = &mut store.listing_fault;
+        fault.seen += 1;
+        fault.times > 0 && fault.seen >= fault.from && fault.seen < fault.from + fault.times
     }
 }
 
@@ -137,20 +267,29 @@ pub fn generate_order(id: i64, paid: bool, updated_at: DateTime<FixedOffset>) ->
 }
 
 #[derive(Deserialize)]
-pub struct OrdersQuery {
-    updated_at_min: Option<String>,
-    limit: Option<usize>,
-    page_info: Option<String>,
+struct GraphQlRequest {
+    query: String,
+    #[serde(default)]
+    variables: Option<Value>,
 }
 
-/// `GET /shops/{shop}/admin/api/{version}/orders.json`
-pub async fn list_orders(
+/// Shopify's GraphQL answer for errors only (with the bucket, when known).
+fn errors_answer(errors: Vec<Value>, cost: Option<Value>) -> HttpResponse {
+    let mut body = json!({ "errors": errors });
+    if let Some(cost) = cost {
+        body["extensions"] = json!({ "cost": cost });
+    }
+    HttpResponse::Ok().json(body)
+}
+
+/// `POST /shops/{shop}/admin/api/{version}/graphql.json`
+pub async fn admin_graphql(
     request: HttpRequest,
     path: web::Path<(String, String)>,
-    query: web::Query<OrdersQuery>,
+    body: web::Bytes,
     state: web::Data<crate::State>,
 ) -> HttpResponse {
-    let (shop, version) = path.into_inner();
+    let (shop, _version) = path.into_inner();
     let shopify = &state.shopify;
     let token = request
         .headers()
@@ -159,19 +298,11 @@ pub async fn list_orders(
     if !token.is_some_and(|token| token_ok(&state, &shop, token)) {
         return HttpResponse::Unauthorized().json(json!({"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}));
     }
+    shopify.store().calls += 1;
     let faults = shopify.store().faults.clone();
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
-    let used = match shopify.take(&shop) {
-        Ok(used) => used,
-        Err(used) => {
-            return HttpResponse::TooManyRequests()
-                .insert_header(("retry-after", "2.0"))
-                .insert_header(("x-shopify-shop-api-call-limit", format!("{}/{}", used.ceil() as u64, BUCKET as u64)))
-                .json(json!({"errors": "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."}));
-        }
-    };
     if faults.error_rate > 0.0 && fastrand::f64() < faults.error_rate {
         let status = faults.error_status.unwrap_or(503);
         let mut r = HttpResponse::build(
@@ -182,71 +313,266 @@ pub async fn list_orders(
         }
         return r.json(json!({"errors": "injected fault"}));
     }
-    let limit = query.limit.unwrap_or(50).clamp(1, 250);
-    // page_info is opaque to clients; here it carries the filter and the offset.
-    let (min, offset) = match &query.page_info {
-        Some(cursor) => {
-            let mut parts = cursor.splitn(2, '~');
-            let offset = parts
-                .next()
-                .and_then(|o| o.parse::<usize>().ok())
-                .unwrap_or(0);
-            (
-                parts.next().map(str::to_owned).filter(|m| !m.is_empty()),
-                offset,
-            )
-        }
-        None => (query.updated_at_min.clone(), 0),
+    let Ok(request) = serde_json::from_slice::<GraphQlRequest>(&body) else {
+        return HttpResponse::BadRequest()
+            .json(json!({"errors": {"query": "Required parameter missing or invalid"}}));
     };
-    let min_time = min
-        .as_deref()
-        .and_then(|m| DateTime::parse_from_rfc3339(m).ok());
-    let mut matching: Vec<Value> = shopify
-        .orders(&shop)
-        .into_iter()
-        .filter(|o| {
-            let updated = o["updated_at"]
-                .as_str()
-                .and_then(|u| DateTime::parse_from_rfc3339(u).ok());
-            match (min_time, updated) {
-                (Some(min), Some(u)) => u >= min,
-                _ => true,
-            }
-        })
-        .collect();
-    matching.sort_by_key(|o| {
-        (
-            o["updated_at"].as_str().unwrap_or_default().to_owned(),
-            o["id"].as_i64().unwrap_or(0),
-        )
-    });
-    let page: Vec<Value> = matching.iter().skip(offset).take(limit).cloned().collect();
-    let mut response = HttpResponse::Ok();
-    response.insert_header((
-        "x-shopify-shop-api-call-limit",
-        format!("{}/{}", used.ceil() as u64, BUCKET as u64),
-    ));
-    if offset + limit < matching.len() {
-        let cursor = format!("{}~{}", offset + limit, min.unwrap_or_default());
-        let host = request.connection_info().host().to_owned();
-        let link = format!(
-            "<http://{host}/shops/{shop}/admin/api/{version}/orders.json?limit={limit}&page_info={}>; rel=\"next\"",
-            urlencode(&cursor)
+    let variables = request.variables.unwrap_or_else(|| json!({}));
+    let selection = match graphql::parse(&request.query) {
+        Ok(s) => s,
+        Err(why) => {
+            return errors_answer(
+                vec![json!({"message": format!("Parse error: {why}")})],
+                None,
+            );
+        }
+    };
+    if let Some(unknown) = selection
+        .iter()
+        .find(|f| !matches!(f.name.as_str(), "orders" | "order" | "refund"))
+    {
+        return errors_answer(
+            vec![json!({
+                "message": format!("Field '{}' doesn't exist on type 'QueryRoot'", unknown.name),
+                "extensions": {"code": "undefinedField", "typeName": "QueryRoot", "fieldName": unknown.name},
+            })],
+            None,
         );
-        response.insert_header(("link", link));
     }
-    response.json(json!({"orders": page}))
+    let requested = graphql::requested_cost(&selection, &variables);
+    if requested > MAX_QUERY_COST {
+        return errors_answer(
+            vec![json!({
+                "message": format!("Query cost is {requested}, which exceeds the single query max cost limit ({MAX_QUERY_COST})."),
+                "extensions": {"code": "MAX_COST_EXCEEDED", "cost": requested, "maxCost": MAX_QUERY_COST},
+            })],
+            Some(json!({"requestedQueryCost": requested, "actualQueryCost": null})),
+        );
+    }
+    if selection.iter().any(|f| f.name == "orders") && shopify.listing_fails() {
+        return HttpResponse::InternalServerError().json(
+            json!({"errors": "Internal error. Looks like something went wrong on our end."}),
+        );
+    }
+    let status = match shopify.take(&shop, requested) {
+        Ok(status) => status,
+        Err(status) => {
+            return errors_answer(
+                vec![json!({
+                    "message": "Throttled",
+                    "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/limits"},
+                })],
+                Some(json!({
+                    "requestedQueryCost": requested,
+                    "actualQueryCost": null,
+                    "throttleStatus": status.json(),
+                })),
+            );
+        }
+    };
+    let mut data = serde_json::Map::new();
+    for field in &selection {
+        let answer = match field.name.as_str() {
+            "orders" => list_orders(&shopify.orders(&shop), field, &variables),
+            "order" => find_order(&shopify.orders(&shop), field, &variables),
+            _ => find_refund(&shopify.orders(&shop), field, &variables),
+        };
+        match answer {
+            Ok(value) => {
+                data.insert(
+                    field.alias.clone().unwrap_or_else(|| field.name.clone()),
+                    value,
+                );
+            }
+            Err(error) => {
+                shopify.refund_points(&shop, requested);
+                return errors_answer(
+                    vec![error],
+                    Some(
+                        json!({"requestedQueryCost": requested, "actualQueryCost": null, "throttleStatus": status.json()}),
+                    ),
+                );
+            }
+        }
+    }
+    let data = Value::Object(data);
+    let actual = graphql::actual_cost(&selection, &data).min(requested);
+    let status = shopify.refund_points(&shop, requested - actual);
+    HttpResponse::Ok().json(json!({
+        "data": data,
+        "extensions": {"cost": {
+            "requestedQueryCost": requested,
+            "actualQueryCost": actual,
+            "throttleStatus": status.json(),
+        }},
+    }))
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
+fn unsupported(what: String) -> Value {
+    graphql::error(&what, "SANDBOX_UNSUPPORTED")
+}
+
+/// The `updated_at:>='…'` filter of a listing; `Ok(None)` without a filter.
+fn updated_min(query: Option<&str>) -> Result<Option<DateTime<FixedOffset>>, Value> {
+    let Some(query) = query.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    let value = query
+        .strip_prefix("updated_at:>=")
+        .map(|v| v.trim_matches(|c| c == '\'' || c == '"'))
+        .ok_or_else(|| {
+            unsupported(format!(
+                "the sandbox filters orders by updated_at:>='…' only, not {query:?}"
+            ))
+        })?;
+    DateTime::parse_from_rfc3339(value)
+        .map(Some)
+        .map_err(|_| unsupported(format!("not an ISO 8601 timestamp: {value:?}")))
+}
+
+fn updated_at(order: &Value) -> Option<DateTime<FixedOffset>> {
+    order["updated_at"]
+        .as_str()
+        .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+}
+
+/// An order's position in the `UPDATED_AT` order, as its cursor carries it.
+fn position(order: &Value) -> String {
+    format!(
+        "{}|{:020}",
+        updated_at(order).map_or_else(String::new, |t| t
+            .with_timezone(&Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
+        order["id"].as_i64().unwrap_or(0)
+    )
+}
+
+/// `orders(first:, after:, sortKey: UPDATED_AT, query:)`.
+fn list_orders(
+    orders: &[Value],
+    field: &graphql::Field,
+    variables: &Value,
+) -> Result<Value, Value> {
+    let first = field
+        .arg("first", variables)
+        .and_then(|f| f.as_i64())
+        .ok_or_else(|| {
+            graphql::error(
+                "you must provide one of first or last",
+                "argumentLiteralsIncompatible",
+            )
+        })?;
+    if !(1..=250).contains(&first) {
+        return Err(graphql::error(
+            "The value of first must be between 1 and 250.",
+            "BAD_REQUEST",
+        ));
+    }
+    match field
+        .arg("sortKey", variables)
+        .as_ref()
+        .and_then(Value::as_str)
+    {
+        Some("UPDATED_AT") => {}
+        other => {
+            return Err(unsupported(format!(
+                "the sandbox sorts orders by UPDATED_AT only, not {other:?}"
+            )));
+        }
+    }
+    if field.arg("reverse", variables) == Some(json!(true)) {
+        return Err(unsupported("the sandbox lists oldest first only".into()));
+    }
+    let min = updated_min(
+        field
+            .arg("query", variables)
+            .as_ref()
+            .and_then(Value::as_str),
+    )?;
+    let after = match field.arg("after", variables) {
+        Some(Value::String(cursor)) => Some(
+            graphql::decode_cursor(&cursor)
+                .filter(|p| p.contains('|'))
+                .ok_or_else(|| {
+                    graphql::error("Invalid cursor for current pagination.", "BAD_REQUEST")
+                })?,
+        ),
+        _ => None,
+    };
+    let mut matching: Vec<&Value> = orders
+        .iter()
+        .filter(|o| match (min, updated_at(o)) {
+            (Some(min), Some(u)) => u >= min,
+            _ => true,
         })
-        .collect()
+        .collect();
+    matching.sort_by_key(|o| position(o));
+    let rest: Vec<&Value> = matching
+        .into_iter()
+        .filter(|o| after.as_ref().is_none_or(|a| position(o) > *a))
+        .collect();
+    let page: Vec<&Value> = rest.iter().take(first as usize).copied().collect();
+    let connection = json!({
+        "nodes": page.iter().map(|o| graphql::order_node(o)).collect::<Vec<_>>(),
+        "pageInfo": {
+            "hasNextPage": rest.len() > page.len(),
+            "hasPreviousPage": after.is_some(),
+            "startCursor": page.first().map(|o| graphql::encode_cursor(&position(o))),
+            "endCursor": page.last().map(|o| graphql::encode_cursor(&position(o))),
+        },
+    });
+    // The page is cut already: its selection is applied to it as it is.
+    graphql::project(&connection, &field.selection, variables, "OrderConnection")
+        .map_err(|m| graphql::error(&m, "undefinedField"))
+}
+
+fn id_arg(field: &graphql::Field, variables: &Value) -> Result<String, Value> {
+    field
+        .arg("id", variables)
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .ok_or_else(|| {
+            graphql::error(
+                "Variable $id of type ID! was provided invalid value",
+                "INVALID_VARIABLE",
+            )
+        })
+}
+
+/// `order(id:)`.
+fn find_order(orders: &[Value], field: &graphql::Field, variables: &Value) -> Result<Value, Value> {
+    let id = id_arg(field, variables)?;
+    let Some(node) = orders
+        .iter()
+        .map(graphql::order_node)
+        .find(|n| n["id"] == id.as_str())
+    else {
+        return Ok(Value::Null);
+    };
+    graphql::project(&node, &field.selection, variables, "Order")
+        .map_err(|m| graphql::error(&m, "undefinedField"))
+}
+
+/// `refund(id:)`.
+fn find_refund(
+    orders: &[Value],
+    field: &graphql::Field,
+    variables: &Value,
+) -> Result<Value, Value> {
+    let id = id_arg(field, variables)?;
+    let node = orders.iter().find_map(|o| {
+        let currency = o["currency"].as_str().unwrap_or("EUR");
+        o["refunds"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| graphql::refund_node(r, currency))
+            .find(|r| r["id"] == id.as_str())
+    });
+    match node {
+        None => Ok(Value::Null),
+        Some(node) => graphql::project(&node, &field.selection, variables, "Refund")
+            .map_err(|m| graphql::error(&m, "undefinedField")),
+    }
 }
 
 /// `PUT /_sandbox/faults/shopify`
@@ -314,8 +640,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::post().to(simulate),
     )
     .route(
-        "/shops/{shop}/admin/api/{version}/orders.json",
-        web::get().to(list_orders),
+        "/shops/{shop}/admin/api/{version}/graphql.json",
+        web::post().to(admin_graphql),
     )
     .route("/_sandbox/faults/shopify", web::put().to(put_faults))
     .route(

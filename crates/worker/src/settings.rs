@@ -296,7 +296,7 @@ pub const OUTBOX_LEASE: Setting<Seconds> = Setting::new(
 pub const RECONCILE_SHOPS: Setting<Option<Secret>> = Setting::optional(
     "HOOKLINE_RECONCILE_SHOPS",
     "no reconciliation",
-    "Shops the reconciliation poller checks: `shop=admin-token` pairs, comma-separated.",
+    "Shops the reconciliation poller checks, with static Admin API tokens: `shop=admin-token` pairs, comma-separated (the single-shop shortcut; see docs/shopify-admin.md).",
 );
 /// `HOOKLINE_RECONCILE_INTERVAL_SECS`.
 pub const RECONCILE_INTERVAL: Setting<Seconds> = Setting::new(
@@ -338,8 +338,8 @@ pub const SHOPIFY_ADMIN_URL: Setting<String> = Setting::new(
 /// `HOOKLINE_SHOPIFY_API_VERSION`.
 pub const SHOPIFY_API_VERSION: Setting<String> = Setting::new(
     "HOOKLINE_SHOPIFY_API_VERSION",
-    "2025-10",
-    "The Admin API version reconciliation asks for.",
+    "2026-07",
+    "The GraphQL Admin API version (`YYYY-MM`, quarterly: `01`, `04`, `07`, `10`) every Admin API call asks for; each is supported at least 12 months, 2026-07 until at least 2027-07-01. Move it before it expires (see docs/shopify-admin.md): Shopify answers an unsupported version with the oldest supported one.",
 );
 /// `HOOKLINE_SHOPIFY_SHOP`.
 pub const SHOPIFY_SHOP: Setting<Option<String>> = Setting::optional(
@@ -731,7 +731,7 @@ impl Settings {
                 overlap: env.read(&RECONCILE_OVERLAP)?.0,
                 lookback: env.read(&RECONCILE_LOOKBACK)?.0,
                 admin_url: env.read(&SHOPIFY_ADMIN_URL)?,
-                api_version: env.read(&SHOPIFY_API_VERSION)?,
+                api_version: api_version(env.read(&SHOPIFY_API_VERSION)?)?,
                 page_limit: env.read(&RECONCILE_PAGE_LIMIT)?.clamp(1, 250),
                 republish_after: env.read(&RECONCILE_REPUBLISH)?.0,
             },
@@ -893,6 +893,24 @@ fn is_on_this_machine(url: &str) -> bool {
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A Shopify API version: `YYYY-01`, `-04`, `-07` or `-10` (Shopify's quarterly releases).
+fn api_version(value: String) -> Result<String, ConfigError> {
+    let valid = value.len() == 7
+        && value.is_ascii()
+        && value[..4].bytes().all(|b| b.is_ascii_digit())
+        && value.as_bytes()[4] == b'-'
+        && matches!(&value[5..], "01" | "04" | "07" | "10");
+    if valid {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid {
+            name: SHOPIFY_API_VERSION.name(),
+            value,
+            reason: "expected a quarterly Shopify API version such as 2026-07",
+        })
+    }
 }
 
 fn days<F: Fn(&str) -> Option<String>>(
@@ -1128,6 +1146,22 @@ mod tests {
             shop_alone.contains("HOOKLINE_SHOPIFY_CLIENT_ID"),
             "{shop_alone}"
         );
+    }
+
+    #[test]
+    fn the_api_version_is_a_quarterly_release_supported_through_2026() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.reconcile.api_version, "2026-07");
+        assert!(settings(&[("HOOKLINE_SHOPIFY_API_VERSION", "2027-01")]).is_ok());
+        for bad in ["2026-05", "latest", "2026-7", "unstable"] {
+            let err = settings(&[("HOOKLINE_SHOPIFY_API_VERSION", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("HOOKLINE_SHOPIFY_API_VERSION") && err.contains("quarterly"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::redrive::Redrive;
 use crate::retention::Retention;
 use crate::settings::Settings;
 use crate::sevdesk::SevDeskClient;
+use crate::shopify::{AdminClient, AdminSettings};
 
 /// Builds a PostgreSQL pool of `size` connections.
 /// The sevDesk client the settings describe, behind a breaker of its own.
@@ -208,18 +209,34 @@ impl Worker {
         } else {
             None
         };
+        // The worker's one Admin API client: every Shopify call (reconciliation today) goes
+        // through it, so one shop's cost budget is kept in one place.
+        let admin = Arc::new(
+            AdminClient::new(
+                Arc::new(crate::shopify::static_tokens(
+                    settings
+                        .reconcile
+                        .shops
+                        .iter()
+                        .map(|s| (s.shop.as_str(), &s.token)),
+                )),
+                AdminSettings::new(
+                    settings.reconcile.admin_url.clone(),
+                    settings.reconcile.api_version.clone(),
+                ),
+            )
+            .context("cannot build the Shopify Admin API client")?,
+        );
         let reconciler = if settings.reconcile.shops.is_empty() {
             None
         } else {
-            Some(
-                Reconciler::new(
-                    pool(settings.database_url.expose(), 2)?,
-                    settings.reconcile.clone(),
-                    settings.amqp_url.expose().to_owned(),
-                    settings.topology,
-                )
-                .context("cannot build the reconciliation poller")?,
-            )
+            Some(Reconciler::new(
+                pool(settings.database_url.expose(), 2)?,
+                admin,
+                settings.reconcile.clone(),
+                settings.amqp_url.expose().to_owned(),
+                settings.topology,
+            ))
         };
         let retention = if settings.retention.interval.is_zero() {
             None

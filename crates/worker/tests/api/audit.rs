@@ -102,7 +102,11 @@ async fn every_decided_delivery_is_in_the_trail_with_its_outcome_steps_and_docum
         )
         .await;
     let (outcome, _, steps, _) = row(&world, &paid).await;
-    assert_eq!((applied_rows, outcome.as_str()), (1, "applied"), "{steps:?}");
+    assert_eq!(
+        (applied_rows, outcome.as_str()),
+        (1, "applied"),
+        "{steps:?}"
+    );
 
     let db = world.db.client().await;
     let stored: String = db
