@@ -1,4 +1,4 @@
-//! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See the README's "Dead letters".
+//! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See docs/worker.md, "Retry later, or dead-letter".
 //! `hookctl events`, `hookctl order show`, `hookctl replay`: the audit trail (docs/audit.md).
 //! `hookctl notifications list|retry ID`: the customers' e-mails with their invoices
 //! (docs/notifications.md).
