@@ -1712,6 +1712,45 @@ mod tests {
         );
     }
 
+    /// The hook for an order event after its invoice: unchanged (refunds accounted for) is fine,
+    /// anything else is for a person, with both figures.
+    #[test]
+    fn an_order_changed_after_its_invoice_needs_review() {
+        let sample = order(SAMPLE);
+        assert_eq!(
+            edit_after_invoice(dec("119.00"), Decimal::ZERO, &sample),
+            Ok(())
+        );
+        let refunded = order(&SAMPLE.replace(
+            r#""total_price":"119.00""#,
+            r#""total_price":"119.00","current_total_price":"89.25""#,
+        ));
+        assert_eq!(
+            edit_after_invoice(dec("119.00"), dec("29.75"), &refunded),
+            Ok(())
+        );
+        let edited = edit_after_invoice(dec("119.00"), Decimal::ZERO, &refunded).unwrap_err();
+        assert_eq!(edited.reason(), "needs_review");
+        assert!(edited.to_string().contains("119.00") && edited.to_string().contains("89.25"));
+    }
+
+    #[test]
+    fn gift_card_money_in_another_currency_is_not_split_on_a_guess() {
+        let json = SAMPLE.replace(
+            r#""total_price":"119.00""#,
+            r#""total_price":"119.00","payment_gateway_names":["gift_card","paypal"],
+              "transactions":[{"kind":"sale","status":"success","amount":"20.00","gateway":"gift_card","currency":"USD"}]"#,
+        );
+        let e = gateway_money(&order(&json)).unwrap_err();
+        assert_eq!(e.reason(), "needs_review");
+        let json = json.replace(r#""currency":"USD""#, r#""currency":"EUR""#);
+        let money = gateway_money(&order(&json)).unwrap();
+        assert_eq!(
+            (money.amount, money.gift_card, money.gateways),
+            (dec("99.00"), dec("20.00"), vec!["paypal".to_owned()])
+        );
+    }
+
     #[test]
     fn rates_are_read_without_float_error() {
         let t: TaxLine = serde_json::from_str(r#"{"rate":0.1}"#).unwrap();
