@@ -6,6 +6,7 @@ mod bulkhead;
 mod claims;
 mod compliance;
 mod config_docs;
+mod corpus_orders;
 mod dlq;
 mod e2e;
 mod failures;

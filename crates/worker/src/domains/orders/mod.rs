@@ -138,7 +138,7 @@ impl OrdersHandler {
         let topic = envelope.topic.as_str();
         let trace = Some(envelope.traceparent.as_str());
         let shop = envelope.shop_domain.as_str();
-        let total = mapping::Dec(order.total_price.0).0;
+        let total = mapping::invoiced_total(order);
         let paid_now = topic == "orders/paid"
             && matches!(
                 order.financial_status.as_deref(),
@@ -422,7 +422,8 @@ impl OrdersHandler {
                             "sevDesk did not say what is paid on invoice {id}; not booking blind"
                         ))
                     })?;
-                    let due = total - paid;
+                    let money = mapping::gateway_money(order)?;
+                    let due = money.amount - paid;
                     if due < Decimal::ZERO {
                         return Err(HandlerError::NeedsReview(format!(
                             "invoice {id} of order {} has {paid} booked, more than its total {total}",
@@ -431,14 +432,15 @@ impl OrdersHandler {
                     }
                     if due > Decimal::ZERO {
                         let account = self.account(trace).await?;
-                        let check_account = account.account_for(&order.payment_gateway_names)?;
+                        let check_account = account.account_for(&money.gateways)?;
                         let booking = Booking {
                             resource: "Invoice",
                             id: &id,
                             amount: due,
                             date: order.processed_at.unwrap_or(order.created_at),
                             check_account,
-                            settles: true,
+                            // A gift card paid the rest: that part is not money.
+                            settles: money.gift_card.is_zero(),
                         };
                         begin_call(client, shop, order.id, "book").await?;
                         self.sevdesk.book(booking, trace).await?;
