@@ -10,6 +10,7 @@
 //! resized bucket ([`Shopify::drain_bucket`], [`Shopify::set_bucket`]).
 
 pub mod graphql;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -108,6 +109,8 @@ impl Throttle {
 #[derive(Default)]
 pub struct Shopify {
     store: Mutex<Store>,
+    /// Subscriptions, scopes and API versions ([`setup`]).
+    pub setup: setup::Setup,
 }
 
 impl Shopify {
@@ -318,7 +321,7 @@ pub async fn admin_graphql(
             .json(json!({"errors": {"query": "Required parameter missing or invalid"}}));
     };
     let variables = request.variables.unwrap_or_else(|| json!({}));
-    let selection = match graphql::parse(&request.query) {
+    let (operation, selection) = match graphql::parse_operation(&request.query) {
         Ok(s) => s,
         Err(why) => {
             return errors_answer(
@@ -327,19 +330,24 @@ pub async fn admin_graphql(
             );
         }
     };
-    if let Some(unknown) = selection
-        .iter()
-        .find(|f| !matches!(f.name.as_str(), "orders" | "order" | "refund"))
-    {
+    let (root_type, known): (&str, &[&str]) = match operation {
+        graphql::Operation::Query => ("QueryRoot", QUERY_ROOTS),
+        graphql::Operation::Mutation => ("Mutation", MUTATION_ROOTS),
+    };
+    if let Some(unknown) = selection.iter().find(|f| !known.contains(&f.name.as_str())) {
         return errors_answer(
             vec![json!({
-                "message": format!("Field '{}' doesn't exist on type 'QueryRoot'", unknown.name),
-                "extensions": {"code": "undefinedField", "typeName": "QueryRoot", "fieldName": unknown.name},
+                "message": format!("Field '{}' doesn't exist on type '{root_type}'", unknown.name),
+                "extensions": {"code": "undefinedField", "typeName": root_type, "fieldName": unknown.name},
             })],
             None,
         );
     }
-    let requested = graphql::requested_cost(&selection, &variables);
+    // A mutation costs 10 points, whatever it selects.
+    let requested = match operation {
+        graphql::Operation::Query => graphql::requested_cost(&selection, &variables),
+        graphql::Operation::Mutation => 10.0 * selection.len() as f64,
+    };
     if requested > MAX_QUERY_COST {
         return errors_answer(
             vec![json!({
@@ -375,7 +383,32 @@ pub async fn admin_graphql(
         let answer = match field.name.as_str() {
             "orders" => list_orders(&shopify.orders(&shop), field, &variables),
             "order" => find_order(&shopify.orders(&shop), field, &variables),
-            _ => find_refund(&shopify.orders(&shop), field, &variables),
+            "refund" => find_refund(&shopify.orders(&shop), field, &variables),
+            "webhookSubscriptionCreate" => shopify
+                .setup
+                .create(
+                    &shop,
+                    field.arg("topic", &variables).as_ref(),
+                    field.arg("webhookSubscription", &variables).as_ref(),
+                )
+                .and_then(|payload| {
+                    graphql::project(
+                        &json!({"webhookSubscriptionCreate": payload, "__type": {"webhookSubscriptionCreate": "WebhookSubscriptionCreatePayload"}}),
+                        std::slice::from_ref(field),
+                        &variables,
+                        "Mutation",
+                    )
+                    .map(|mut v| v[field.key()].take())
+                    .map_err(|m| graphql::error(&m, "undefinedField"))
+                }),
+            _ => graphql::project(
+                &shopify.setup.query_root(&shop),
+                std::slice::from_ref(field),
+                &variables,
+                "QueryRoot",
+            )
+            .map(|mut v| v[field.key()].take())
+            .map_err(|m| graphql::error(&m, "undefinedField")),
         };
         match answer {
             Ok(value) => {
@@ -407,6 +440,20 @@ pub async fn admin_graphql(
         }},
     }))
 }
+
+/// The root query fields the sandbox answers.
+const QUERY_ROOTS: &[&str] = &[
+    "orders",
+    "order",
+    "refund",
+    "shop",
+    "currentAppInstallation",
+    "publicApiVersions",
+    "webhookSubscriptions",
+];
+
+/// The mutations the sandbox answers.
+const MUTATION_ROOTS: &[&str] = &["webhookSubscriptionCreate"];
 
 fn unsupported(what: String) -> Value {
     graphql::error(&what, "SANDBOX_UNSUPPORTED")
