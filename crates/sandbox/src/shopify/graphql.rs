@@ -237,10 +237,14 @@ impl Parser {
         }
     }
 
-    /// `query Name($a: T!, …) { … }` or `{ … }`.
-    fn operation(&mut self) -> Result<Vec<Field>, String> {
+    /// `query Name($a: T!, …) { … }`, `mutation Name(…) { … }` or `{ … }`.
+    fn operation(&mut self) -> Result<(Operation, Vec<Field>), String> {
+        let mut kind = Operation::Query;
         match self.peek() {
-            Some(Token::Name(n)) if n == "query" => {
+            Some(Token::Name(n)) if n == "query" || n == "mutation" => {
+                if n == "mutation" {
+                    kind = Operation::Mutation;
+                }
                 self.at += 1;
                 if let Some(Token::Name(_)) = self.peek() {
                     self.at += 1;
@@ -262,7 +266,7 @@ impl Parser {
                     }
                 }
             }
-            Some(Token::Name(n)) if n == "mutation" || n == "subscription" => {
+            Some(Token::Name(n)) if n == "subscription" => {
                 return Err(format!("{n}s are not supported by the sandbox"));
             }
             _ => {}
@@ -271,17 +275,34 @@ impl Parser {
         if self.peek().is_some() {
             return Err("more than one operation is not supported by the sandbox".into());
         }
-        Ok(fields)
+        Ok((kind, fields))
     }
 }
 
-/// Parses a query document into its root selection.
-pub fn parse(query: &str) -> Result<Vec<Field>, String> {
+/// Whether a document reads or writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `query` (or a bare selection set).
+    Query,
+    /// `mutation`.
+    Mutation,
+}
+
+/// Parses a document (one query or mutation) into its kind and root selection.
+pub fn parse_document(document: &str) -> Result<(Operation, Vec<Field>), String> {
     Parser {
-        tokens: tokenize(query)?,
+        tokens: tokenize(document)?,
         at: 0,
     }
     .operation()
+}
+
+/// Parses a query document into its root selection; a mutation is refused.
+pub fn parse(query: &str) -> Result<Vec<Field>, String> {
+    match parse_document(query)? {
+        (Operation::Query, fields) => Ok(fields),
+        (Operation::Mutation, _) => Err("a mutation where a query was expected".into()),
+    }
 }
 
 fn is_connection(field: &Field) -> bool {
