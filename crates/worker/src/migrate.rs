@@ -110,6 +110,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "notification_outbox",
         include_str!("../../../migrations/0013_notification_outbox.sql"),
     ),
+    (
+        14,
+        "payment_sync",
+        include_str!("../../../migrations/0014_payment_sync.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

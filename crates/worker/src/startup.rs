@@ -27,6 +27,7 @@ use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::notifications::relay::Relay as NotificationRelay;
 use crate::outbox::Relay;
+use crate::payments::PaymentPoller;
 use crate::reconcile::Reconciler;
 use crate::redrive::Redrive;
 use crate::retention::Retention;
@@ -88,6 +89,7 @@ pub struct Worker {
     relay: Option<Relay>,
     notifications: Option<NotificationRelay>,
     reconciler: Option<Reconciler>,
+    payments: Option<PaymentPoller>,
     retention: Option<Retention>,
     redrive: Option<Redrive>,
     audit: Option<crate::audit::Trail>,
@@ -103,6 +105,7 @@ impl Worker {
         let mut handlers: BTreeMap<Domain, Arc<dyn DomainHandler>> = BTreeMap::new();
         let mut redrive = None;
         let mut notifications = None;
+        let mut orders_sevdesk = None;
         for &domain in &settings.domains {
             match domain {
                 Domain::Inventory => {
@@ -162,6 +165,7 @@ impl Worker {
                             settings.sevdesk_timeout,
                         ));
                     }
+                    orders_sevdesk = Some(sevdesk.clone());
                     let orders = OrdersHandler::new(
                         pool,
                         sevdesk,
@@ -227,6 +231,31 @@ impl Worker {
             )
             .context("cannot build the Shopify Admin API client")?,
         );
+        // Bank-transfer payments from sevDesk to Shopify: the orders domain's sevDesk client
+        // (one breaker for one sevDesk), for every shop with Admin API credentials.
+        let payments = match &orders_sevdesk {
+            Some(sevdesk)
+                if !settings.payments.interval.is_zero()
+                    && !settings.reconcile.shops.is_empty() =>
+            {
+                let shops = settings
+                    .reconcile
+                    .shops
+                    .iter()
+                    .map(|s| crate::payments::PaymentShop {
+                        shop: s.shop.clone(),
+                        sevdesk: sevdesk.clone(),
+                    })
+                    .collect();
+                Some(PaymentPoller::new(
+                    pool(settings.database_url.expose(), 2)?,
+                    shops,
+                    admin.clone(),
+                    settings.payments.clone(),
+                ))
+            }
+            _ => None,
+        };
         let reconciler = if settings.reconcile.shops.is_empty() {
             None
         } else {
@@ -274,6 +303,7 @@ impl Worker {
             relay,
             notifications,
             reconciler,
+            payments,
             retention,
             redrive,
             audit,
@@ -311,6 +341,7 @@ impl Worker {
         let reconcile_task = self
             .reconciler
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
+        let payments_task = self.payments.map(|p| tokio::spawn(p.run(shutdown.clone())));
         let notifications_task = self
             .notifications
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
@@ -356,6 +387,7 @@ impl Worker {
         }
         for task in [
             reconcile_task,
+            payments_task,
             retention_task,
             redrive_task,
             notifications_task,

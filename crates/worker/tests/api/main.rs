@@ -16,6 +16,7 @@ mod notifications;
 mod order_lock;
 mod orders;
 mod outbox;
+mod payments;
 mod process;
 mod reconcile;
 mod refunds;

@@ -412,6 +412,15 @@ impl OrdersHandler {
                     s.pending = None;
                     SyncState::InvoiceSent
                 }
+                Step::Book if paid_by_bank_transfer(client, shop, order.id).await? => {
+                    // The customer's transfer paid the invoice in sevDesk and the payment
+                    // poller told Shopify (see crate::payments): this orders/paid is the echo,
+                    // and there is nothing to book.
+                    end_call(client, shop, order.id).await?;
+                    s.pending = None;
+                    steps.push("paid_by_bank_transfer");
+                    SyncState::PaymentBooked
+                }
                 Step::Book => {
                     let id = invoice_id(&s)?;
                     // Re-read before booking: a booking whose answer was lost, or that sevDesk
@@ -565,6 +574,22 @@ async fn begin_call(
         )
         .await?;
     Ok(())
+}
+
+/// Whether the payment poller found the invoice paid in full by the customer's transfer (and is
+/// marking, or has marked, the Shopify order paid).
+async fn paid_by_bank_transfer(
+    client: &Object,
+    shop: &str,
+    order_id: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM payment_sync WHERE shop_domain = $1 AND order_id = $2 AND state IN ('marking', 'reported')",
+            &[&shop, &order_id],
+        )
+        .await?
+        .is_some())
 }
 
 /// The pending call's answer is known.
