@@ -984,6 +984,106 @@ mod tests {
         assert!(project(&node, &sel[0].selection, &json!({}), "Order").is_err());
     }
 
+    fn webhook_order() -> Value {
+        json!({
+            "id": 9, "currency": "EUR", "presentment_currency": "CHF", "total_price": "47.60",
+            "total_price_set": {"shop_money": {"amount": "47.60", "currency_code": "EUR"}, "presentment_money": {"amount": "45.10", "currency_code": "CHF"}},
+            "payment_gateway_names": ["shopify_payments"],
+            "discount_applications": [{"type": "discount_code", "code": "KETTE10"}, {"type": "automatic", "title": "Herbst"}],
+            "line_items": [{"id": 1, "quantity": 1, "price": "40.00", "gift_card": true,
+                "discount_allocations": [{"amount": "5.00", "discount_application_index": 1}]}],
+            "shipping_lines": [{"title": "DHL", "price": "4.90", "is_removed": true}, {"title": "Post", "price": "3.90"}],
+        })
+    }
+
+    #[test]
+    fn inline_fragments_pick_the_discount_applications_concrete_fields() {
+        let q = parse("{ x { discountApplications(first: 5) { nodes { index __typename ... on DiscountCodeApplication { code } ... on AutomaticDiscountApplication { title } } } } }").unwrap();
+        assert_eq!(
+            q[0].selection[0].selection[0].selection[2].on.as_deref(),
+            Some("DiscountCodeApplication")
+        );
+        let out = project(
+            &order_node(&webhook_order()),
+            &q[0].selection,
+            &json!({}),
+            "Order",
+        )
+        .unwrap();
+        assert_eq!(
+            out["discountApplications"]["nodes"],
+            json!([
+                {"index": 0, "__typename": "DiscountCodeApplication", "code": "KETTE10"},
+                {"index": 1, "__typename": "AutomaticDiscountApplication", "title": "Herbst"},
+            ])
+        );
+        // Scalars in a fragment cost nothing, as elsewhere.
+        assert_eq!(requested_cost(&q, &json!({})), 1.0 + 2.0 + 5.0);
+        assert!(parse("{ x { ...Named } }").is_err());
+        let q = parse("{ x { lineItems(first: 1) { nodes { isGiftCard discountAllocations { discountApplication { index ... on AutomaticDiscountApplication { title } } } } } } }").unwrap();
+        let out = project(
+            &order_node(&webhook_order()),
+            &q[0].selection,
+            &json!({}),
+            "Order",
+        )
+        .unwrap();
+        let line = &out["lineItems"]["nodes"][0];
+        assert_eq!(line["isGiftCard"], true);
+        assert_eq!(
+            line["discountAllocations"][0]["discountApplication"],
+            json!({"index": 1, "title": "Herbst"})
+        );
+    }
+
+    #[test]
+    fn removed_shipping_lines_come_only_when_asked_for() {
+        let node = order_node(&webhook_order());
+        let titles = |query: &str| {
+            let q = parse(query).unwrap();
+            let out = project(&node, &q[0].selection, &json!({}), "Order").unwrap();
+            out["shippingLines"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["title"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            titles("{ x { shippingLines(first: 5) { nodes { title } } } }"),
+            [json!("Post")]
+        );
+        assert_eq!(
+            titles(
+                "{ x { shippingLines(first: 5, includeRemovals: true) { nodes { title isRemoved } } } }"
+            ),
+            [json!("DHL"), json!("Post")]
+        );
+    }
+
+    #[test]
+    fn transactions_are_the_stored_ones_or_one_sale_for_a_single_gateway() {
+        let q = parse("{ x { presentmentCurrencyCode transactions(first: 5) { kind status gateway amountSet { shopMoney { amount } presentmentMoney { amount currencyCode } } } } }").unwrap();
+        let mut order = webhook_order();
+        let out = project(&order_node(&order), &q[0].selection, &json!({}), "Order").unwrap();
+        assert_eq!(out["presentmentCurrencyCode"], "CHF");
+        assert_eq!(
+            out["transactions"],
+            json!([{"kind": "SALE", "status": "SUCCESS", "gateway": "shopify_payments",
+                "amountSet": {"shopMoney": {"amount": "47.6"}, "presentmentMoney": {"amount": "45.1", "currencyCode": "CHF"}}}])
+        );
+        order["payment_gateway_names"] = json!(["gift_card", "paypal"]);
+        let out = project(&order_node(&order), &q[0].selection, &json!({}), "Order").unwrap();
+        assert_eq!(out["transactions"], json!([]), "no split is made up");
+        order["transactions"] = json!([{"id": 3, "kind": "sale", "status": "failure", "amount": "20.00", "gateway": "gift_card", "currency": "EUR"}]);
+        let out = project(&order_node(&order), &q[0].selection, &json!({}), "Order").unwrap();
+        assert_eq!(out["transactions"][0]["status"], "FAILURE");
+        assert_eq!(
+            out["transactions"][0]["amountSet"]["presentmentMoney"]["amount"],
+            "20.0"
+        );
+    }
+
     #[test]
     fn money_is_shopifys_decimal_text() {
         assert_eq!(decimal(&json!("25.00")), json!("25.0"));

@@ -890,7 +890,11 @@ mod tests {
     }
 
     fn order_node() -> OrderNode {
-        serde_json::from_value(json!({
+        serde_json::from_value(order_json()).unwrap()
+    }
+
+    fn order_json() -> Value {
+        json!({
             "id": "gid://shopify/Order/42",
             "name": "#1042",
             "email": "kim@example.com",
@@ -917,8 +921,7 @@ mod tests {
                  "taxLines": [{"title": "MwSt", "rate": 0.19, "priceSet": bag("9.5")}],
                  "discountAllocations": []}]},
             "shippingLines": {"pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": []}
-        }))
-        .unwrap()
+        })
     }
 
     #[test]
@@ -941,6 +944,93 @@ mod tests {
         let order: crate::domains::orders::mapping::Order =
             serde_json::from_value(payload).unwrap();
         assert_eq!(order.total_price.0, "59.50".parse().unwrap());
+    }
+
+    #[test]
+    fn current_figures_discounts_and_transactions_map_to_the_rest_shape() {
+        let extra = json!({
+            "presentmentCurrencyCode": "CHF",
+            "dutiesIncluded": false,
+            "currentTotalPriceSet": {"shopMoney": {"amount": "49.98", "currencyCode": "EUR"}, "presentmentMoney": {"amount": "47.1", "currencyCode": "CHF"}},
+            "totalTipReceivedSet": bag("3.0"),
+            "currentTotalDutiesSet": null,
+            "currentTotalAdditionalFeesSet": bag("2.5"),
+            "totalCashRoundingAdjustment": {"paymentSet": bag("0.01")},
+            "discountApplications": {"pageInfo": {"hasNextPage": false}, "nodes": [
+                {"index": 1, "title": "Herbst"}, {"index": 0, "code": "KETTE10"}]},
+            "refunds": [{"id": "gid://shopify/Refund/5"}],
+            "transactions": [
+                {"kind": "SALE", "status": "SUCCESS", "gateway": "gift_card", "amountSet": {"presentmentMoney": {"amount": "20.0", "currencyCode": "EUR"}}},
+                {"kind": "SALE", "status": "FAILURE", "gateway": "shopify_payments", "amountSet": {"presentmentMoney": {"amount": "29.98", "currencyCode": "EUR"}}}],
+        });
+        let mut value = order_json();
+        value
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        value["lineItems"]["nodes"][0]["isGiftCard"] = json!(true);
+        value["lineItems"]["nodes"][0]["discountAllocations"] =
+            json!([{"allocatedAmountSet": bag("5.0"), "discountApplication": {"index": 1}}]);
+        value["shippingLines"]["nodes"] =
+            json!([{"title": "DHL", "isRemoved": true, "originalPriceSet": bag("4.9")}]);
+        let node: OrderNode = serde_json::from_value(value).unwrap();
+        let p = order_payload(&node, &node.line_items.nodes).unwrap();
+        assert_eq!(p["presentment_currency"], "CHF");
+        assert_eq!(p["current_total_price"], "49.98");
+        assert_eq!(
+            p["current_total_price_set"]["presentment_money"]["amount"],
+            "47.1"
+        );
+        assert_eq!(
+            p["current_total_price_set"]["presentment_money"]["currency_code"],
+            "CHF"
+        );
+        assert_eq!(p["total_tip_received"], "3.0");
+        assert_eq!(p["current_total_duties_set"], Value::Null);
+        assert_eq!(
+            p["current_total_additional_fees_set"]["shop_money"]["amount"],
+            "2.5"
+        );
+        assert_eq!(
+            p["total_cash_rounding_payment_adjustment_set"]["shop_money"]["amount"],
+            "0.01"
+        );
+        assert_eq!(p["discount_applications"][0]["code"], "KETTE10");
+        assert_eq!(p["discount_applications"][1]["title"], "Herbst");
+        assert_eq!(p["line_items"][0]["gift_card"], true);
+        assert_eq!(
+            p["line_items"][0]["discount_allocations"][0]["discount_application_index"],
+            1
+        );
+        assert_eq!(p["shipping_lines"][0]["is_removed"], true);
+        assert_eq!(p["refunds"][0]["id"], 5);
+        assert_eq!(
+            p["transactions"][0],
+            json!({"kind": "sale", "status": "success", "amount": "20.0", "gateway": "gift_card", "currency": "EUR"})
+        );
+        assert_eq!(p["transactions"][1]["status"], "failure");
+        let order: crate::domains::orders::mapping::Order = serde_json::from_value(p).unwrap();
+        assert_eq!(order.transactions.len(), 2);
+        assert_eq!(order.discount_applications.len(), 2);
+    }
+
+    #[test]
+    fn a_page_of_discounts_or_transactions_that_may_go_on_is_not_mapped() {
+        let mut value = order_json();
+        value["discountApplications"] = json!({"pageInfo": {"hasNextPage": true}, "nodes": []});
+        let node: OrderNode = serde_json::from_value(value).unwrap();
+        assert_eq!(
+            order_payload(&node, &[]),
+            Err(MapError::Truncated("the order's discounts"))
+        );
+        let mut value = order_json();
+        let sale = json!({"kind": "SALE", "status": "SUCCESS", "gateway": "x", "amountSet": {"presentmentMoney": {"amount": "1.0", "currencyCode": "EUR"}}});
+        value["transactions"] = Value::Array(vec![sale; TRANSACTIONS_PER_QUERY]);
+        let node: OrderNode = serde_json::from_value(value).unwrap();
+        assert_eq!(
+            order_payload(&node, &[]),
+            Err(MapError::Truncated("the order's transactions"))
+        );
     }
 
     #[test]
