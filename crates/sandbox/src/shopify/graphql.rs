@@ -8,6 +8,16 @@
 //! that forgets to ask for a field does not get it, and one that asks for a field the type does
 //! not have gets Shopify's `undefinedField` error instead of a made-up value.
 //!
+//! What an order node carries beyond the webhook's plain fields: money sets keep the stored
+//! `*_set`'s presentment money (a customer paying in CHF sees CHF there); `discountApplications`
+//! are nodes of the `DiscountApplication` interface, read through inline fragments
+//! (`... on DiscountCodeApplication { code }`), their `index` their place in the webhook's list;
+//! `shippingLines` leaves removed lines out unless asked `includeRemovals: true`, as Shopify does;
+//! `transactions` are the stored order's `transactions` if it has any (the webhook has none, a
+//! test order may), else derived — one successful `SALE` of the order's total when exactly one
+//! gateway took the money, none when several did (the split is not in the order, and the
+//! sandbox does not invent one).
+//!
 //! Root fields answered: `orders(first, after, sortKey: UPDATED_AT, query: "updated_at:>='…'")`
 //! (sorted by `updated_at`, then id; opaque cursors), `order(id:)`, `refund(id:)`, and what a
 //! shop has set up (`shop`, `currentAppInstallation`, `publicApiVersions`,
@@ -35,6 +45,10 @@ pub struct Field {
     pub args: Vec<(String, Arg)>,
     /// Its sub-selection (empty for scalars and enums).
     pub selection: Vec<Field>,
+    /// Set for an inline fragment (`... on DiscountCodeApplication { code }`): the type its
+    /// selection applies to. Such an entry has no name of its own; its fields are merged into
+    /// the object it sits in when that object is of this type, and skipped otherwise.
+    pub on: Option<String>,
 }
 
 /// An argument's value.
@@ -202,9 +216,7 @@ impl Parser {
                     self.at += 1;
                     return Ok(fields);
                 }
-                Some(Token::Spread) => {
-                    return Err("fragments are not supported by the sandbox".into());
-                }
+                Some(Token::Spread) => fields.push(self.inline_fragment()?),
                 Some(Token::Punct('@')) => {
                     return Err("directives are not supported by the sandbox".into());
                 }
@@ -212,6 +224,23 @@ impl Parser {
                 _ => fields.push(self.field()?),
             }
         }
+    }
+
+    /// `... on Type { … }`; named fragments (`...Name`) are not supported.
+    fn inline_fragment(&mut self) -> Result<Field, String> {
+        self.at += 1;
+        match self.next() {
+            Some(Token::Name(on)) if on == "on" => {}
+            _ => return Err("named fragments are not supported by the sandbox".into()),
+        }
+        let on = self.name()?;
+        Ok(Field {
+            alias: None,
+            name: String::new(),
+            args: vec![],
+            selection: self.selection_set()?,
+            on: Some(on),
+        })
     }
 
     fn field(&mut self) -> Result<Field, String> {
@@ -242,6 +271,7 @@ impl Parser {
             name,
             args,
             selection,
+            on: None,
         })
     }
 
@@ -357,6 +387,9 @@ pub fn requested_cost(selection: &[Field], variables: &Value) -> f64 {
 }
 
 fn field_cost(field: &Field, variables: &Value) -> f64 {
+    if field.on.is_some() {
+        return requested_cost(&field.selection, variables);
+    }
     if field.selection.is_empty() {
         return 0.0;
     }
@@ -386,7 +419,10 @@ fn field_cost(field: &Field, variables: &Value) -> f64 {
 pub fn actual_cost(selection: &[Field], value: &Value) -> f64 {
     selection
         .iter()
-        .map(|f| actual_field_cost(f, value.get(f.key()).unwrap_or(&Value::Null)))
+        .map(|f| match f.on {
+            Some(_) => actual_cost(&f.selection, value),
+            None => actual_field_cost(f, value.get(f.key()).unwrap_or(&Value::Null)),
+        })
         .sum()
 }
 
@@ -450,8 +486,22 @@ pub fn project(
     let Some(object) = value.as_object() else {
         return Ok(value.clone());
     };
+    // A node of an interface (a `DiscountApplication`) names its own concrete type.
+    let type_name = object
+        .get("__typename")
+        .and_then(Value::as_str)
+        .unwrap_or(type_name);
     let mut out = Map::new();
     for field in selection {
+        if let Some(on) = &field.on {
+            if on == type_name
+                && let Value::Object(fields) =
+                    project(value, &field.selection, variables, type_name)?
+            {
+                out.extend(fields);
+            }
+            continue;
+        }
         if field.name == "__typename" {
             out.insert(field.key().to_owned(), json!(type_name));
             continue;
@@ -488,11 +538,15 @@ pub fn project(
                 )
             }
             (Value::Object(_), false) if is_connection(field) => {
-                let nodes = found
+                let mut nodes = found
                     .get("nodes")
                     .and_then(Value::as_array)
                     .cloned()
                     .unwrap_or_default();
+                // `shippingLines(includeRemovals:)`: removed lines only when asked for.
+                if field.arg("includeRemovals", variables) != Some(json!(true)) {
+                    nodes.retain(|n| n.get("isRemoved") != Some(&json!(true)));
+                }
                 let limit = first_of(field, variables).map_or(nodes.len(), |f| f as usize);
                 let offset = field
                     .arg("after", variables)
@@ -603,6 +657,27 @@ fn money(value: &Value, currency: &str) -> Value {
     json!({"shopMoney": m, "presentmentMoney": m})
 }
 
+/// A `MoneyBag` from a stored `*_set` (shop and presentment money as the webhook has them),
+/// else from the plain shop `amount` (the same in both currencies); `null` when neither is there.
+fn money_set(set: &Value, amount: &Value, currency: &str) -> Value {
+    let part = |m: &Value| {
+        json!({
+            "amount": decimal(&m["amount"]),
+            "currencyCode": m.get("currency_code").and_then(Value::as_str).unwrap_or(currency),
+        })
+    };
+    match set.get("shop_money").filter(|m| m.is_object()) {
+        Some(shop) => {
+            let presentment = set
+                .get("presentment_money")
+                .filter(|m| m.is_object())
+                .unwrap_or(shop);
+            json!({"shopMoney": part(shop), "presentmentMoney": part(presentment)})
+        }
+        None => money(amount, currency),
+    }
+}
+
 fn gid(kind: &str, id: &Value) -> Value {
     match id {
         Value::Number(n) => json!(format!("gid://shopify/{kind}/{n}")),
@@ -660,10 +735,89 @@ fn tax_lines(value: &Value, currency: &str) -> Value {
         .collect()
 }
 
-fn discount_allocations(value: &Value, currency: &str) -> Value {
-    list(value, "discount_allocations")
-        .map(|d| json!({"allocatedAmountSet": money(&str_or_null(d, "amount"), currency)}))
+/// The order's `discountApplications` nodes: the interface's concrete type from REST's `type`
+/// (a code application has a `code`, the others a `title`), `index` its place in the list.
+fn discount_applications(order: &Value) -> Vec<Value> {
+    list(order, "discount_applications")
+        .enumerate()
+        .map(|(index, d)| {
+            let kind = match d.get("type").and_then(Value::as_str) {
+                Some("discount_code") => "DiscountCodeApplication",
+                Some("manual") => "ManualDiscountApplication",
+                Some("script") => "ScriptDiscountApplication",
+                _ => "AutomaticDiscountApplication",
+            };
+            let mut node = json!({
+                "__typename": kind,
+                "index": index,
+                "allocationMethod": upper(&str_or_null(d, "allocation_method")),
+                "targetSelection": upper(&str_or_null(d, "target_selection")),
+                "targetType": upper(&str_or_null(d, "target_type")),
+            });
+            let (key, rest_key) = if kind == "DiscountCodeApplication" {
+                ("code", "code")
+            } else {
+                ("title", "title")
+            };
+            node[key] = str_or_null(d, rest_key);
+            node
+        })
         .collect()
+}
+
+fn discount_allocations(value: &Value, currency: &str, applications: &[Value]) -> Value {
+    list(value, "discount_allocations")
+        .map(|d| {
+            let index = d.get("discount_application_index").and_then(Value::as_u64);
+            let application = index
+                .and_then(|i| applications.get(i as usize).cloned())
+                .unwrap_or_else(|| json!({ "index": index }));
+            json!({
+                "allocatedAmountSet": money_set(&d["amount_set"], &str_or_null(d, "amount"), currency),
+                "discountApplication": application,
+            })
+        })
+        .collect()
+}
+
+/// `Order.transactions`: the stored order's `transactions` when it has them (Shopify's order
+/// webhook does not; a test order may, as the corpus does), each amount in its own currency for
+/// the presentment money and, unconverted, for the shop money. Without them they are derived:
+/// an order paid through exactly one gateway has one successful `SALE` of its total there; for
+/// several gateways the split is unknown and none are made up.
+fn order_transactions(order: &Value, currency: &str) -> Vec<Value> {
+    if let Some(stored) = order.get("transactions").and_then(Value::as_array) {
+        return stored
+            .iter()
+            .map(|t| {
+                let paid_in = t
+                    .get("currency")
+                    .and_then(Value::as_str)
+                    .unwrap_or(currency);
+                let amount = decimal(&str_or_null(t, "amount"));
+                json!({
+                    "id": gid("OrderTransaction", &t["id"]),
+                    "kind": upper(&str_or_null(t, "kind")),
+                    "status": upper(&str_or_null(t, "status")),
+                    "gateway": str_or_null(t, "gateway"),
+                    "amountSet": {
+                        "shopMoney": {"amount": amount, "currencyCode": currency},
+                        "presentmentMoney": {"amount": amount, "currencyCode": paid_in},
+                    },
+                })
+            })
+            .collect();
+    }
+    match order.get("payment_gateway_names").and_then(Value::as_array) {
+        Some(gateways) if gateways.len() == 1 => vec![json!({
+            "id": gid("OrderTransaction", &order["id"]),
+            "kind": "SALE",
+            "status": "SUCCESS",
+            "gateway": gateways[0],
+            "amountSet": money_set(&order["total_price_set"], &str_or_null(order, "total_price"), currency),
+        })],
+        _ => vec![],
+    }
 }
 
 fn address(value: &Value) -> Value {
@@ -696,6 +850,7 @@ pub fn order_node(order: &Value) -> Value {
         }),
         _ => Value::Null,
     };
+    let applications = discount_applications(order);
     let line_items = list(order, "line_items")
         .map(|l| {
             json!({
@@ -705,9 +860,10 @@ pub fn order_node(order: &Value) -> Value {
                 "quantity": str_or_null(l, "quantity"),
                 "currentQuantity": l.get("current_quantity").cloned().unwrap_or_else(|| str_or_null(l, "quantity")),
                 "sku": str_or_null(l, "sku"),
+                "isGiftCard": l.get("gift_card").and_then(Value::as_bool).unwrap_or(false),
                 "originalUnitPriceSet": money(&str_or_null(l, "price"), currency),
                 "taxLines": tax_lines(l, currency),
-                "discountAllocations": discount_allocations(l, currency),
+                "discountAllocations": discount_allocations(l, currency, &applications),
             })
         })
         .collect();
@@ -715,13 +871,14 @@ pub fn order_node(order: &Value) -> Value {
         .map(|s| {
             json!({
                 "title": str_or_null(s, "title"),
+                "isRemoved": s.get("is_removed").and_then(Value::as_bool).unwrap_or(false),
                 "originalPriceSet": money(&str_or_null(s, "price"), currency),
                 "taxLines": tax_lines(s, currency),
-                "discountAllocations": discount_allocations(s, currency),
+                "discountAllocations": discount_allocations(s, currency, &applications),
             })
         })
         .collect();
-    json!({
+    let mut node = json!({
         "id": gid("Order", &order["id"]),
         "legacyResourceId": order["id"].to_string(),
         "name": str_or_null(order, "name"),
@@ -732,6 +889,7 @@ pub fn order_node(order: &Value) -> Value {
         "cancelledAt": utc(&str_or_null(order, "cancelled_at")),
         "cancelReason": upper(&str_or_null(order, "cancel_reason")),
         "currencyCode": currency,
+        "presentmentCurrencyCode": order.get("presentment_currency").and_then(Value::as_str).unwrap_or(currency),
         "displayFinancialStatus": upper(&str_or_null(order, "financial_status")),
         "taxesIncluded": order.get("taxes_included").and_then(Value::as_bool).unwrap_or(false),
         "sourceName": str_or_null(order, "source_name"),
@@ -754,8 +912,35 @@ pub fn order_node(order: &Value) -> Value {
             "shippingLines": "ShippingLineConnection",
             "refunds": "Refund",
             "totalPriceSet": "MoneyBag",
+            "currentTotalPriceSet": "MoneyBag",
+            "totalCashRoundingAdjustment": "CashRoundingAdjustment",
+            "discountApplications": "DiscountApplicationConnection",
+            "transactions": "OrderTransaction",
         },
-    })
+    });
+    // The money the orders domain checks the invoice against (built apart: one `json!` this
+    // size is more than the macro's recursion limit).
+    let money_fields = json!({
+        "currentTotalPriceSet": money_set(
+            &order["current_total_price_set"],
+            order.get("current_total_price").unwrap_or(&order["total_price"]),
+            currency,
+        ),
+        "totalTipReceivedSet": money(order.get("total_tip_received").filter(|t| !t.is_null()).unwrap_or(&json!("0.00")), currency),
+        "currentTotalDutiesSet": money_set(&order["current_total_duties_set"], &Value::Null, currency),
+        "dutiesIncluded": order.get("duties_included").and_then(Value::as_bool).unwrap_or(false),
+        "currentTotalAdditionalFeesSet": money_set(&order["current_total_additional_fees_set"], &Value::Null, currency),
+        "totalCashRoundingAdjustment": {
+            "paymentSet": money_set(&order["total_cash_rounding_payment_adjustment_set"], &json!("0.00"), currency),
+            "refundSet": money_set(&order["total_cash_rounding_refund_adjustment_set"], &json!("0.00"), currency),
+        },
+        "discountApplications": connection(applications),
+        "transactions": order_transactions(order, currency),
+    });
+    if let (Some(node), Value::Object(more)) = (node.as_object_mut(), money_fields) {
+        node.extend(more);
+    }
+    node
 }
 
 /// The GraphQL `Refund` of a stored (webhook-shaped) refund of an order in `currency`.
@@ -765,8 +950,8 @@ pub fn refund_node(refund: &Value, currency: &str) -> Value {
             let item = &l["line_item"];
             json!({
                 "quantity": str_or_null(l, "quantity"),
-                "subtotalSet": money(&str_or_null(l, "subtotal"), currency),
-                "totalTaxSet": money(&str_or_null(l, "total_tax"), currency),
+                "subtotalSet": money_set(&l["subtotal_set"], &str_or_null(l, "subtotal"), currency),
+                "totalTaxSet": money_set(&l["total_tax_set"], &str_or_null(l, "total_tax"), currency),
                 "lineItem": {
                     "id": gid("LineItem", &item["id"]),
                     "title": str_or_null(item, "title"),
@@ -779,8 +964,8 @@ pub fn refund_node(refund: &Value, currency: &str) -> Value {
     let shipping = list(refund, "refund_shipping_lines")
         .map(|s| {
             json!({
-                "subtotalAmountSet": money(&s["subtotal_amount_set"]["shop_money"]["amount"], currency),
-                "taxAmountSet": money(&s["tax_amount_set"]["shop_money"]["amount"], currency),
+                "subtotalAmountSet": money_set(&s["subtotal_amount_set"], &Value::Null, currency),
+                "taxAmountSet": money_set(&s["tax_amount_set"], &Value::Null, currency),
                 "shippingLine": s.get("shipping_line").filter(|l| l.is_object()).map(|l| json!({"title": str_or_null(l, "title")})),
             })
         })
@@ -887,6 +1072,106 @@ mod tests {
         assert!(e.contains("financialStatus"), "{e}");
         let sel = parse("{ x { customer } }").unwrap();
         assert!(project(&node, &sel[0].selection, &json!({}), "Order").is_err());
+    }
+
+    fn webhook_order() -> Value {
+        json!({
+            "id": 9, "currency": "EUR", "presentment_currency": "CHF", "total_price": "47.60",
+            "total_price_set": {"shop_money": {"amount": "47.60", "currency_code": "EUR"}, "presentment_money": {"amount": "45.10", "currency_code": "CHF"}},
+            "payment_gateway_names": ["shopify_payments"],
+            "discount_applications": [{"type": "discount_code", "code": "KETTE10"}, {"type": "automatic", "title": "Herbst"}],
+            "line_items": [{"id": 1, "quantity": 1, "price": "40.00", "gift_card": true,
+                "discount_allocations": [{"amount": "5.00", "discount_application_index": 1}]}],
+            "shipping_lines": [{"title": "DHL", "price": "4.90", "is_removed": true}, {"title": "Post", "price": "3.90"}],
+        })
+    }
+
+    #[test]
+    fn inline_fragments_pick_the_discount_applications_concrete_fields() {
+        let q = parse("{ x { discountApplications(first: 5) { nodes { index __typename ... on DiscountCodeApplication { code } ... on AutomaticDiscountApplication { title } } } } }").unwrap();
+        assert_eq!(
+            q[0].selection[0].selection[0].selection[2].on.as_deref(),
+            Some("DiscountCodeApplication")
+        );
+        let out = project(
+            &order_node(&webhook_order()),
+            &q[0].selection,
+            &json!({}),
+            "Order",
+        )
+        .unwrap();
+        assert_eq!(
+            out["discountApplications"]["nodes"],
+            json!([
+                {"index": 0, "__typename": "DiscountCodeApplication", "code": "KETTE10"},
+                {"index": 1, "__typename": "AutomaticDiscountApplication", "title": "Herbst"},
+            ])
+        );
+        // Scalars in a fragment cost nothing, as elsewhere.
+        assert_eq!(requested_cost(&q, &json!({})), 1.0 + 2.0 + 5.0);
+        assert!(parse("{ x { ...Named } }").is_err());
+        let q = parse("{ x { lineItems(first: 1) { nodes { isGiftCard discountAllocations { discountApplication { index ... on AutomaticDiscountApplication { title } } } } } } }").unwrap();
+        let out = project(
+            &order_node(&webhook_order()),
+            &q[0].selection,
+            &json!({}),
+            "Order",
+        )
+        .unwrap();
+        let line = &out["lineItems"]["nodes"][0];
+        assert_eq!(line["isGiftCard"], true);
+        assert_eq!(
+            line["discountAllocations"][0]["discountApplication"],
+            json!({"index": 1, "title": "Herbst"})
+        );
+    }
+
+    #[test]
+    fn removed_shipping_lines_come_only_when_asked_for() {
+        let node = order_node(&webhook_order());
+        let titles = |query: &str| {
+            let q = parse(query).unwrap();
+            let out = project(&node, &q[0].selection, &json!({}), "Order").unwrap();
+            out["shippingLines"]["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n["title"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            titles("{ x { shippingLines(first: 5) { nodes { title } } } }"),
+            [json!("Post")]
+        );
+        assert_eq!(
+            titles(
+                "{ x { shippingLines(first: 5, includeRemovals: true) { nodes { title isRemoved } } } }"
+            ),
+            [json!("DHL"), json!("Post")]
+        );
+    }
+
+    #[test]
+    fn transactions_are_the_stored_ones_or_one_sale_for_a_single_gateway() {
+        let q = parse("{ x { presentmentCurrencyCode transactions(first: 5) { kind status gateway amountSet { shopMoney { amount } presentmentMoney { amount currencyCode } } } } }").unwrap();
+        let mut order = webhook_order();
+        let out = project(&order_node(&order), &q[0].selection, &json!({}), "Order").unwrap();
+        assert_eq!(out["presentmentCurrencyCode"], "CHF");
+        assert_eq!(
+            out["transactions"],
+            json!([{"kind": "SALE", "status": "SUCCESS", "gateway": "shopify_payments",
+                "amountSet": {"shopMoney": {"amount": "47.6"}, "presentmentMoney": {"amount": "45.1", "currencyCode": "CHF"}}}])
+        );
+        order["payment_gateway_names"] = json!(["gift_card", "paypal"]);
+        let out = project(&order_node(&order), &q[0].selection, &json!({}), "Order").unwrap();
+        assert_eq!(out["transactions"], json!([]), "no split is made up");
+        order["transactions"] = json!([{"id": 3, "kind": "sale", "status": "failure", "amount": "20.00", "gateway": "gift_card", "currency": "EUR"}]);
+        let out = project(&order_node(&order), &q[0].selection, &json!({}), "Order").unwrap();
+        assert_eq!(out["transactions"][0]["status"], "FAILURE");
+        assert_eq!(
+            out["transactions"][0]["amountSet"]["presentmentMoney"]["amount"],
+            "20.0"
+        );
     }
 
     #[test]

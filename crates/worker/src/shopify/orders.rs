@@ -25,6 +25,18 @@
 //! `processedAt` (the credit note is dated `createdAt`); order adjustments have no `kind` in
 //! stable versions (the domain reads it from the sign, and since 2024-10 refunded shipping is in
 //! `refundShippingLines`).
+//!
+//! The order's current figures, as the domain checks them: `currentTotalPriceSet`,
+//! `presentmentCurrencyCode`, `totalTipReceivedSet`, `currentTotalDutiesSet` (null without
+//! duties), `dutiesIncluded`, `currentTotalAdditionalFeesSet`, `totalCashRoundingAdjustment {
+//! paymentSet }` (REST's `total_cash_rounding_payment_adjustment_set`), `refunds { id }` (only
+//! whether there are any), `LineItem.isGiftCard`, `ShippingLine.isRemoved` — removed shipping
+//! lines are returned only with `shippingLines(includeRemovals: true)`. `discountApplications`
+//! is a connection of an interface: `code` is on `DiscountCodeApplication`, `title` on the
+//! automatic, manual and script ones (inline fragments); REST's list is in `index` order, which
+//! is what an allocation's `discountApplication { index }` points to. `Order.transactions`,
+//! which the webhook does not carry, tells how much a gift card paid; each is mapped in its own
+//! currency (`amountSet.presentmentMoney`), as REST's `amount` and `currency` are.
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -34,6 +46,10 @@ use super::graphql::gid_id;
 
 /// Line items read per order query; an order with more is read in several.
 pub const LINE_ITEMS_PER_QUERY: u32 = 50;
+
+/// The order's transactions [`ORDER`] reads (`transactions(first: 50)`, a list without
+/// `pageInfo`): an order with as many may have more, and is not mapped from a partial list.
+pub const TRANSACTIONS_PER_QUERY: usize = 50;
 
 /// The listing: what decides whether an order is behind. `$query` is [`updated_since`].
 pub const LIST_ORDERS: &str = r#"query ReconcileOrders($first: Int!, $after: String, $query: String!) {
@@ -61,13 +77,32 @@ pub const ORDER: &str = r#"query ReconcileOrder($id: ID!, $lines: Int!, $linesAf
     cancelledAt
     cancelReason
     currencyCode
+    presentmentCurrencyCode
     displayFinancialStatus
     taxesIncluded
+    dutiesIncluded
     sourceName
     paymentGatewayNames
     totalPriceSet { shopMoney { amount currencyCode } }
     subtotalPriceSet { shopMoney { amount currencyCode } }
     totalTaxSet { shopMoney { amount currencyCode } }
+    currentTotalPriceSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
+    totalTipReceivedSet { shopMoney { amount currencyCode } }
+    currentTotalDutiesSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
+    currentTotalAdditionalFeesSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
+    totalCashRoundingAdjustment { paymentSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } } }
+    discountApplications(first: 20) {
+      pageInfo { hasNextPage endCursor }
+      nodes {
+        index
+        ... on DiscountCodeApplication { code }
+        ... on AutomaticDiscountApplication { title }
+        ... on ManualDiscountApplication { title }
+        ... on ScriptDiscountApplication { title }
+      }
+    }
+    refunds(first: 1) { id }
+    transactions(first: 50) { kind status gateway amountSet { presentmentMoney { amount currencyCode } } }
     customer { id firstName lastName defaultEmailAddress { emailAddress } }
     billingAddress { firstName lastName company address1 address2 zip city countryCodeV2 }
     shippingAddress { firstName lastName company address1 address2 zip city countryCodeV2 }
@@ -80,18 +115,20 @@ pub const ORDER: &str = r#"query ReconcileOrder($id: ID!, $lines: Int!, $linesAf
         quantity
         currentQuantity
         sku
+        isGiftCard
         originalUnitPriceSet { shopMoney { amount currencyCode } }
         taxLines { title rate priceSet { shopMoney { amount currencyCode } } }
-        discountAllocations { allocatedAmountSet { shopMoney { amount currencyCode } } }
+        discountAllocations { allocatedAmountSet { shopMoney { amount currencyCode } } discountApplication { index } }
       }
     }
-    shippingLines(first: 10) {
+    shippingLines(first: 10, includeRemovals: true) {
       pageInfo { hasNextPage endCursor }
       nodes {
         title
+        isRemoved
         originalPriceSet { shopMoney { amount currencyCode } }
         taxLines { title rate priceSet { shopMoney { amount currencyCode } } }
-        discountAllocations { allocatedAmountSet { shopMoney { amount currencyCode } } }
+        discountAllocations { allocatedAmountSet { shopMoney { amount currencyCode } } discountApplication { index } }
       }
     }
   }
@@ -116,8 +153,8 @@ pub const REFUND: &str = r#"query ReconcileRefund($id: ID!) {
     refundShippingLines(first: 10) {
       pageInfo { hasNextPage endCursor }
       nodes {
-        subtotalAmountSet { shopMoney { amount currencyCode } }
-        taxAmountSet { shopMoney { amount currencyCode } }
+        subtotalAmountSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
+        taxAmountSet { shopMoney { amount currencyCode } presentmentMoney { amount currencyCode } }
         shippingLine { title }
       }
     }
@@ -234,6 +271,9 @@ pub struct RefundAnswer {
 pub struct MoneyBag {
     /// In the shop's currency.
     pub shop_money: MoneyV2,
+    /// In the customer's currency, when the query asks for it.
+    #[serde(default)]
+    pub presentment_money: Option<MoneyV2>,
 }
 
 /// `MoneyV2`.
@@ -252,6 +292,15 @@ impl MoneyBag {
     pub fn amount(&self) -> String {
         decimal_text(&self.shop_money.amount)
     }
+}
+
+/// A `MoneyBag` that is asked for its presentment money only (`OrderTransaction.amountSet`:
+/// the transaction in its own currency, as REST's `amount` and `currency` are).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresentmentBag {
+    /// In the currency the money moved in.
+    pub presentment_money: MoneyV2,
 }
 
 fn decimal_text(value: &Value) -> String {
@@ -280,9 +329,13 @@ pub struct OrderNode {
     pub cancel_reason: Option<String>,
     pub currency_code: String,
     #[serde(default)]
+    pub presentment_currency_code: Option<String>,
+    #[serde(default)]
     pub display_financial_status: Option<String>,
     #[serde(default)]
     pub taxes_included: bool,
+    #[serde(default)]
+    pub duties_included: bool,
     #[serde(default)]
     pub source_name: Option<String>,
     #[serde(default)]
@@ -293,6 +346,22 @@ pub struct OrderNode {
     #[serde(default)]
     pub total_tax_set: Option<MoneyBag>,
     #[serde(default)]
+    pub current_total_price_set: Option<MoneyBag>,
+    #[serde(default)]
+    pub total_tip_received_set: Option<MoneyBag>,
+    #[serde(default)]
+    pub current_total_duties_set: Option<MoneyBag>,
+    #[serde(default)]
+    pub current_total_additional_fees_set: Option<MoneyBag>,
+    #[serde(default)]
+    pub total_cash_rounding_adjustment: Option<CashRoundingNode>,
+    #[serde(default)]
+    pub discount_applications: Option<Connection<DiscountApplicationNode>>,
+    #[serde(default)]
+    pub refunds: Vec<IdNode>,
+    #[serde(default)]
+    pub transactions: Vec<OrderTransactionNode>,
+    #[serde(default)]
     pub customer: Option<CustomerNode>,
     #[serde(default)]
     pub billing_address: Option<AddressNode>,
@@ -302,6 +371,46 @@ pub struct OrderNode {
     pub custom_attributes: Vec<AttributeNode>,
     pub line_items: Connection<LineItemNode>,
     pub shipping_lines: Connection<ShippingLineNode>,
+}
+
+/// `CashRoundingAdjustment`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct CashRoundingNode {
+    /// Money received = total + this.
+    pub payment_set: MoneyBag,
+}
+
+/// A `DiscountApplication` (interface): `code` for a code, `title` for the others.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct DiscountApplicationNode {
+    pub index: usize,
+    #[serde(default)]
+    pub code: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+/// `{ index }` of a `DiscountApplication`.
+#[derive(Debug, Clone, Deserialize)]
+#[allow(missing_docs)]
+pub struct IndexNode {
+    pub index: usize,
+}
+
+/// An `OrderTransaction` of the order (money taken: `SALE`, `CAPTURE`, …).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(missing_docs)]
+pub struct OrderTransactionNode {
+    pub kind: String,
+    pub status: String,
+    #[serde(default)]
+    pub gateway: Option<String>,
+    pub amount_set: PresentmentBag,
 }
 
 /// `Customer`.
@@ -379,6 +488,8 @@ pub struct TaxLineNode {
 #[allow(missing_docs)]
 pub struct DiscountAllocationNode {
     pub allocated_amount_set: MoneyBag,
+    #[serde(default)]
+    pub discount_application: Option<IndexNode>,
 }
 
 /// `LineItem`.
@@ -393,6 +504,8 @@ pub struct LineItemNode {
     pub current_quantity: Option<i64>,
     #[serde(default)]
     pub sku: Option<String>,
+    #[serde(default)]
+    pub is_gift_card: bool,
     pub original_unit_price_set: MoneyBag,
     #[serde(default)]
     pub tax_lines: Vec<TaxLineNode>,
@@ -406,6 +519,8 @@ pub struct LineItemNode {
 #[allow(missing_docs)]
 pub struct ShippingLineNode {
     pub title: String,
+    #[serde(default)]
+    pub is_removed: bool,
     pub original_price_set: MoneyBag,
     #[serde(default)]
     pub tax_lines: Vec<TaxLineNode>,
@@ -525,8 +640,25 @@ fn tax_lines(lines: &[TaxLineNode]) -> Value {
 
 fn discounts(list: &[DiscountAllocationNode]) -> Value {
     list.iter()
-        .map(|d| json!({ "amount": d.allocated_amount_set.amount() }))
+        .map(|d| {
+            json!({
+                "amount": d.allocated_amount_set.amount(),
+                "discount_application_index": d.discount_application.as_ref().map(|a| a.index),
+            })
+        })
         .collect()
+}
+
+/// REST's `discount_applications`, where an allocation's `discount_application_index` is the
+/// place in the list: each node at its `index` (a gap, which Shopify does not leave, stays an
+/// application without code or title).
+fn discount_applications(nodes: &[DiscountApplicationNode]) -> Value {
+    let len = nodes.iter().map(|d| d.index + 1).max().unwrap_or(0);
+    let mut list = vec![json!({"code": null, "title": null}); len];
+    for d in nodes {
+        list[d.index] = json!({ "code": d.code, "title": d.title });
+    }
+    Value::Array(list)
 }
 
 fn address(a: &AddressNode) -> Value {
@@ -548,6 +680,13 @@ pub fn order_payload(node: &OrderNode, lines: &[LineItemNode]) -> Result<Value, 
     if node.shipping_lines.page_info.has_next_page {
         return Err(MapError::Truncated("the order's shipping lines"));
     }
+    let applications = node.discount_applications.as_ref();
+    if applications.is_some_and(|c| c.page_info.has_next_page) {
+        return Err(MapError::Truncated("the order's discounts"));
+    }
+    if node.transactions.len() >= TRANSACTIONS_PER_QUERY {
+        return Err(MapError::Truncated("the order's transactions"));
+    }
     let line_items = lines
         .iter()
         .map(|l| {
@@ -558,6 +697,7 @@ pub fn order_payload(node: &OrderNode, lines: &[LineItemNode]) -> Result<Value, 
                 "current_quantity": l.current_quantity.unwrap_or(l.quantity),
                 "price": l.original_unit_price_set.amount(),
                 "sku": l.sku,
+                "gift_card": l.is_gift_card,
                 "tax_lines": tax_lines(&l.tax_lines),
                 "discount_allocations": discounts(&l.discount_allocations),
             }))
@@ -571,6 +711,7 @@ pub fn order_payload(node: &OrderNode, lines: &[LineItemNode]) -> Result<Value, 
             json!({
                 "title": s.title,
                 "price": s.original_price_set.amount(),
+                "is_removed": s.is_removed,
                 "tax_lines": tax_lines(&s.tax_lines),
                 "discount_allocations": discounts(&s.discount_allocations),
             })
@@ -585,7 +726,35 @@ pub fn order_payload(node: &OrderNode, lines: &[LineItemNode]) -> Result<Value, 
         }),
         None => Value::Null,
     };
-    Ok(json!({
+    let transactions: Vec<Value> = node
+        .transactions
+        .iter()
+        .map(|t| {
+            let money = &t.amount_set.presentment_money;
+            json!({
+                "kind": rest_enum(&t.kind),
+                "status": rest_enum(&t.status),
+                "amount": decimal_text(&money.amount),
+                "gateway": t.gateway,
+                "currency": money.currency_code,
+            })
+        })
+        .collect();
+    let current_total = node.current_total_price_set.as_ref();
+    let mut payload = json!({
+        "presentment_currency": node.presentment_currency_code,
+        "current_total_price": current_total.map(MoneyBag::amount),
+        "current_total_price_set": current_total.map(money_set),
+        "total_tip_received": node.total_tip_received_set.as_ref().map(MoneyBag::amount),
+        "current_total_duties_set": node.current_total_duties_set.as_ref().map(money_set),
+        "duties_included": node.duties_included,
+        "current_total_additional_fees_set": node.current_total_additional_fees_set.as_ref().map(money_set),
+        "total_cash_rounding_payment_adjustment_set": node.total_cash_rounding_adjustment.as_ref().map(|c| money_set(&c.payment_set)),
+        "discount_applications": discount_applications(applications.map(|c| c.nodes.as_slice()).unwrap_or_default()),
+        "refunds": node.refunds.iter().map(|r| Ok(json!({"id": id("refunds.id", &r.id)?}))).collect::<Result<Vec<_>, MapError>>()?,
+        "transactions": transactions,
+    });
+    let basics = json!({
         "id": id("order.id", &node.id)?,
         "admin_graphql_api_id": node.id,
         "name": node.name,
@@ -609,16 +778,22 @@ pub fn order_payload(node: &OrderNode, lines: &[LineItemNode]) -> Result<Value, 
         "shipping_lines": shipping_lines,
         "cancelled_at": node.cancelled_at,
         "cancel_reason": node.cancel_reason.as_deref().map(rest_enum),
-    }))
+    });
+    if let (Some(all), Value::Object(basics)) = (payload.as_object_mut(), basics) {
+        all.extend(basics);
+    }
+    Ok(payload)
 }
 
+/// REST's `*_set`: `shop_money`, and `presentment_money` when it was asked for.
 fn money_set(bag: &MoneyBag) -> Value {
-    json!({
-        "shop_money": {
-            "amount": bag.amount(),
-            "currency_code": bag.shop_money.currency_code,
-        }
-    })
+    let money =
+        |m: &MoneyV2| json!({"amount": decimal_text(&m.amount), "currency_code": m.currency_code});
+    let mut set = json!({ "shop_money": money(&bag.shop_money) });
+    if let Some(p) = &bag.presentment_money {
+        set["presentment_money"] = money(p);
+    }
+    set
 }
 
 /// The refund as `refunds/create` would carry it — the fields the refunds part of the orders
@@ -715,7 +890,11 @@ mod tests {
     }
 
     fn order_node() -> OrderNode {
-        serde_json::from_value(json!({
+        serde_json::from_value(order_json()).unwrap()
+    }
+
+    fn order_json() -> Value {
+        json!({
             "id": "gid://shopify/Order/42",
             "name": "#1042",
             "email": "kim@example.com",
@@ -742,8 +921,7 @@ mod tests {
                  "taxLines": [{"title": "MwSt", "rate": 0.19, "priceSet": bag("9.5")}],
                  "discountAllocations": []}]},
             "shippingLines": {"pageInfo": {"hasNextPage": false, "endCursor": null}, "nodes": []}
-        }))
-        .unwrap()
+        })
     }
 
     #[test]
@@ -766,6 +944,93 @@ mod tests {
         let order: crate::domains::orders::mapping::Order =
             serde_json::from_value(payload).unwrap();
         assert_eq!(order.total_price.0, "59.50".parse().unwrap());
+    }
+
+    #[test]
+    fn current_figures_discounts_and_transactions_map_to_the_rest_shape() {
+        let extra = json!({
+            "presentmentCurrencyCode": "CHF",
+            "dutiesIncluded": false,
+            "currentTotalPriceSet": {"shopMoney": {"amount": "49.98", "currencyCode": "EUR"}, "presentmentMoney": {"amount": "47.1", "currencyCode": "CHF"}},
+            "totalTipReceivedSet": bag("3.0"),
+            "currentTotalDutiesSet": null,
+            "currentTotalAdditionalFeesSet": bag("2.5"),
+            "totalCashRoundingAdjustment": {"paymentSet": bag("0.01")},
+            "discountApplications": {"pageInfo": {"hasNextPage": false}, "nodes": [
+                {"index": 1, "title": "Herbst"}, {"index": 0, "code": "KETTE10"}]},
+            "refunds": [{"id": "gid://shopify/Refund/5"}],
+            "transactions": [
+                {"kind": "SALE", "status": "SUCCESS", "gateway": "gift_card", "amountSet": {"presentmentMoney": {"amount": "20.0", "currencyCode": "EUR"}}},
+                {"kind": "SALE", "status": "FAILURE", "gateway": "shopify_payments", "amountSet": {"presentmentMoney": {"amount": "29.98", "currencyCode": "EUR"}}}],
+        });
+        let mut value = order_json();
+        value
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        value["lineItems"]["nodes"][0]["isGiftCard"] = json!(true);
+        value["lineItems"]["nodes"][0]["discountAllocations"] =
+            json!([{"allocatedAmountSet": bag("5.0"), "discountApplication": {"index": 1}}]);
+        value["shippingLines"]["nodes"] =
+            json!([{"title": "DHL", "isRemoved": true, "originalPriceSet": bag("4.9")}]);
+        let node: OrderNode = serde_json::from_value(value).unwrap();
+        let p = order_payload(&node, &node.line_items.nodes).unwrap();
+        assert_eq!(p["presentment_currency"], "CHF");
+        assert_eq!(p["current_total_price"], "49.98");
+        assert_eq!(
+            p["current_total_price_set"]["presentment_money"]["amount"],
+            "47.1"
+        );
+        assert_eq!(
+            p["current_total_price_set"]["presentment_money"]["currency_code"],
+            "CHF"
+        );
+        assert_eq!(p["total_tip_received"], "3.0");
+        assert_eq!(p["current_total_duties_set"], Value::Null);
+        assert_eq!(
+            p["current_total_additional_fees_set"]["shop_money"]["amount"],
+            "2.5"
+        );
+        assert_eq!(
+            p["total_cash_rounding_payment_adjustment_set"]["shop_money"]["amount"],
+            "0.01"
+        );
+        assert_eq!(p["discount_applications"][0]["code"], "KETTE10");
+        assert_eq!(p["discount_applications"][1]["title"], "Herbst");
+        assert_eq!(p["line_items"][0]["gift_card"], true);
+        assert_eq!(
+            p["line_items"][0]["discount_allocations"][0]["discount_application_index"],
+            1
+        );
+        assert_eq!(p["shipping_lines"][0]["is_removed"], true);
+        assert_eq!(p["refunds"][0]["id"], 5);
+        assert_eq!(
+            p["transactions"][0],
+            json!({"kind": "sale", "status": "success", "amount": "20.0", "gateway": "gift_card", "currency": "EUR"})
+        );
+        assert_eq!(p["transactions"][1]["status"], "failure");
+        let order: crate::domains::orders::mapping::Order = serde_json::from_value(p).unwrap();
+        assert_eq!(order.transactions.len(), 2);
+        assert_eq!(order.discount_applications.len(), 2);
+    }
+
+    #[test]
+    fn a_page_of_discounts_or_transactions_that_may_go_on_is_not_mapped() {
+        let mut value = order_json();
+        value["discountApplications"] = json!({"pageInfo": {"hasNextPage": true}, "nodes": []});
+        let node: OrderNode = serde_json::from_value(value).unwrap();
+        assert_eq!(
+            order_payload(&node, &[]),
+            Err(MapError::Truncated("the order's discounts"))
+        );
+        let mut value = order_json();
+        let sale = json!({"kind": "SALE", "status": "SUCCESS", "gateway": "x", "amountSet": {"presentmentMoney": {"amount": "1.0", "currencyCode": "EUR"}}});
+        value["transactions"] = Value::Array(vec![sale; TRANSACTIONS_PER_QUERY]);
+        let node: OrderNode = serde_json::from_value(value).unwrap();
+        assert_eq!(
+            order_payload(&node, &[]),
+            Err(MapError::Truncated("the order's transactions"))
+        );
     }
 
     #[test]
