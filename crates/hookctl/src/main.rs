@@ -718,18 +718,36 @@ async fn notifications_command(
     Ok(())
 }
 
-/// `hookctl doctor`: the worker's settings, the sevDesk checks, one line each.
+/// `hookctl doctor`: the worker's settings, the sevDesk checks of every shop's account, one
+/// line each.
 async fn doctor() -> anyhow::Result<()> {
     let settings = hookline_worker::settings::Settings::from_env()
         .context("the worker's settings are not valid")?;
-    let client = hookline_worker::startup::sevdesk_client(&settings)?;
-    let checks = hookline_worker::doctor::sevdesk(&client, &settings.sevdesk_account).await;
+    let books = hookline_worker::startup::books(&settings)?;
     println!("sevDesk at {}", settings.sevdesk_url);
-    for check in &checks {
-        println!("{check}");
+    let mut not_ready = vec![];
+    for (shop, account) in books.accounts() {
+        if let Some(shop) = shop {
+            println!("shop {shop}:");
+        }
+        let checks = hookline_worker::doctor::sevdesk(&account.sevdesk, &account.settings).await;
+        for check in &checks {
+            println!("{check}");
+        }
+        if hookline_worker::doctor::blocking(&checks) {
+            not_ready.push(shop.unwrap_or("the account").to_owned());
+        }
     }
-    if hookline_worker::doctor::blocking(&checks) {
-        anyhow::bail!("the sevDesk account is not ready for booking (see FAIL above)");
+    for shop in books.not_invoiced() {
+        println!(
+            "warn shop {shop}: no [shop.sevdesk] in the shops file; its orders are not invoiced"
+        );
+    }
+    if !not_ready.is_empty() {
+        anyhow::bail!(
+            "not ready for booking (see FAIL above): {}",
+            not_ready.join(", ")
+        );
     }
     Ok(())
 }

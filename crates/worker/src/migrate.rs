@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "notification_outbox",
         include_str!("../../../migrations/0013_notification_outbox.sql"),
     ),
+    (
+        14,
+        "shop_uninstalls",
+        include_str!("../../../migrations/0014_shop_uninstalls.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

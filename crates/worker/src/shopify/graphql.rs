@@ -24,7 +24,7 @@
 //! same throttling, token and error handling: their `userErrors` are part of `data` and remain the
 //! caller's to read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -174,6 +174,8 @@ pub struct AdminSettings {
     pub admin_url: String,
     /// `HOOKLINE_SHOPIFY_API_VERSION`.
     pub api_version: String,
+    /// Shops that ask for another version (the shops file's `admin.api_version`).
+    pub shop_versions: BTreeMap<String, String>,
     /// Per request.
     pub timeout: Duration,
     /// Attempts for 5xx / 429 / transport errors.
@@ -192,12 +194,26 @@ impl AdminSettings {
         Self {
             admin_url: admin_url.into(),
             api_version: api_version.into(),
+            shop_versions: BTreeMap::new(),
             timeout: Duration::from_secs(30),
             attempts: 5,
             backoff: Duration::from_millis(500),
             max_wait: Duration::from_secs(30),
             throttled_attempts: 10,
         }
+    }
+
+    /// `shop_versions`: shops whose calls ask for their own API version.
+    pub fn with_shop_versions(mut self, shop_versions: BTreeMap<String, String>) -> Self {
+        self.shop_versions = shop_versions;
+        self
+    }
+
+    /// The API version `shop`'s calls ask for.
+    pub fn version_of(&self, shop: &str) -> &str {
+        self.shop_versions
+            .get(shop)
+            .map_or(self.api_version.as_str(), String::as_str)
     }
 }
 
@@ -269,7 +285,7 @@ impl AdminClient {
         format!(
             "{}/admin/api/{}/graphql.json",
             self.settings.admin_url.replace("{shop}", shop),
-            self.settings.api_version
+            self.settings.version_of(shop)
         )
     }
 
