@@ -55,7 +55,7 @@ pub const SEVDESK_URL: Setting<String> = Setting::new(
 pub const SEVDESK_TOKEN: Setting<Secret> = Setting::new(
     "HOOKLINE_SEVDESK_TOKEN",
     SANDBOX_SEVDESK_TOKEN,
-    "The sevDesk API token (default: the sandbox's, refused with any sevDesk URL but a sandbox on this machine unless `HOOKLINE_DEV` is set).",
+    "The sevDesk API token (default: the sandbox's, refused with any sevDesk URL but a sandbox on this machine unless `HOOKLINE_DEV` is set). With HOOKLINE_SHOPS_FILE, each shop's `[shop.sevdesk] token` is used instead; this one is not.",
 );
 /// `HOOKLINE_SEVDESK_TIMEOUT_MS`.
 pub const SEVDESK_TIMEOUT: Setting<Millis> = Setting::new(
@@ -296,7 +296,7 @@ pub const OUTBOX_LEASE: Setting<Seconds> = Setting::new(
 pub const RECONCILE_SHOPS: Setting<Option<Secret>> = Setting::optional(
     "HOOKLINE_RECONCILE_SHOPS",
     "no reconciliation",
-    "Shops the reconciliation poller checks, with static Admin API tokens: `shop=admin-token` pairs, comma-separated (the single-shop shortcut; see docs/shopify-admin.md).",
+    "Shops the reconciliation poller checks, with static Admin API tokens: `shop=admin-token` pairs, comma-separated (the single-shop shortcut; see docs/shopify-admin.md). Refused beside HOOKLINE_SHOPS_FILE: the file's `[shop.admin]` replaces it, and the poller checks every shop with Admin API credentials of any kind.",
 );
 /// `HOOKLINE_RECONCILE_INTERVAL_SECS`.
 pub const RECONCILE_INTERVAL: Setting<Seconds> = Setting::new(

@@ -20,4 +20,5 @@ mod reconcile;
 mod refunds;
 mod retention;
 mod sevdesk;
+mod shops;
 mod tokens;
