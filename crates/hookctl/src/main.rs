@@ -1,4 +1,4 @@
-//! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See the README's "Dead letters".
+//! `hookctl dlq list|show|replay|archive|purge`: dead letters for operators. See docs/worker.md, "Retry later, or dead-letter".
 //! `hookctl events`, `hookctl order show`, `hookctl replay`: the audit trail (docs/audit.md).
 //! `hookctl notifications list|retry ID`: the customers' e-mails with their invoices
 //! (docs/notifications.md).
@@ -36,11 +36,19 @@ enum Command {
     /// Dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
-    /// Check the sevDesk account the worker books into, line by line (token, bookkeeping
-    /// version, SevUser, check accounts, tax settings), with the fix for each problem; exits
-    /// non-zero when something blocks booking. Reads the worker's settings
+    /// Check the sevDesk account the worker books into (token, bookkeeping version, SevUser,
+    /// check accounts, tax settings) and each Shopify shop with credentials (token, granted
+    /// scopes, API version, and with --url the webhook subscriptions), line by line, with the
+    /// fix for each problem; exits non-zero when something blocks. Reads the worker's settings
     /// (`hookline-worker --help`).
-    Doctor,
+    Doctor {
+        /// Only this Shopify shop [default: every shop with credentials].
+        #[arg(long)]
+        shop: Option<String>,
+        /// Check that every planned topic is subscribed to this webhook URL.
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Deliveries the workers decided on, from the audit trail (oldest first; the newest
     /// --limit). Times are RFC 3339 or an age such as 2h, 30m, 7d.
     Events {
@@ -158,8 +166,15 @@ enum ShopifyCommand {
         #[arg(long)]
         api_version: Option<String>,
         /// Print a `shopify.app.toml` snippet instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "apply")]
         app_toml: bool,
+        /// Create the shop-specific subscriptions that are missing, through the GraphQL Admin
+        /// API (credentials from the worker's settings); a second run creates nothing.
+        #[arg(long, requires = "shop")]
+        apply: bool,
+        /// The shop to subscribe, e.g. example.myshopify.com.
+        #[arg(long)]
+        shop: Option<String>,
     },
 }
 
@@ -318,13 +333,15 @@ async fn database(url: &str) -> anyhow::Result<tokio_postgres::Client> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command;
-    if let Command::Doctor = command {
-        return doctor().await;
+    if let Command::Doctor { shop, url } = &command {
+        return doctor(shop.as_deref(), url.as_deref()).await;
     }
     if let Command::Shopify(ShopifyCommand::Subscriptions {
         url,
         api_version,
         app_toml,
+        apply,
+        shop,
     }) = &command
     {
         hookctl::shopify::check_uri(url).map_err(anyhow::Error::msg)?;
@@ -333,6 +350,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             None => Env::process().read(&hookline_worker::settings::SHOPIFY_API_VERSION)?,
         };
         let plan = hookctl::shopify::Plan::new(url, &api_version);
+        if let (true, Some(shop)) = (apply, shop) {
+            return apply_subscriptions(&shop.to_ascii_lowercase(), &plan).await;
+        }
         print!(
             "{}",
             if *app_toml {
@@ -538,7 +558,7 @@ async fn run_dlq(command: Command, amqp_url: String, database_url: String) -> an
             println!("{} archived to dead_letter_archive", archived.len());
         }
         Command::Dlq(DlqCommand::Purge { .. })
-        | Command::Doctor
+        | Command::Doctor { .. }
         | Command::Events { .. }
         | Command::Order(_)
         | Command::Replay { .. }
@@ -718,36 +738,140 @@ async fn notifications_command(
     Ok(())
 }
 
-/// `hookctl doctor`: the worker's settings, the sevDesk checks of every shop's account, one
+/// `hookctl doctor`: the worker's settings, the sevDesk checks of every shop's account (under
+/// the shop's name when a shops file gives each shop its own), then each Shopify shop's, one
 /// line each.
-async fn doctor() -> anyhow::Result<()> {
+async fn doctor(shop: Option<&str>, url: Option<&str>) -> anyhow::Result<()> {
+    use hookline_worker::doctor;
     let settings = hookline_worker::settings::Settings::from_env()
         .context("the worker's settings are not valid")?;
     let books = hookline_worker::startup::books(&settings)?;
     println!("sevDesk at {}", settings.sevdesk_url);
     let mut not_ready = vec![];
-    for (shop, account) in books.accounts() {
-        if let Some(shop) = shop {
-            println!("shop {shop}:");
+    for (account_shop, account) in books.accounts() {
+        if let Some(account_shop) = account_shop {
+            println!("shop {account_shop}:");
         }
-        let checks = hookline_worker::doctor::sevdesk(&account.sevdesk, &account.settings).await;
+        let checks = doctor::sevdesk(&account.sevdesk, &account.settings).await;
         for check in &checks {
             println!("{check}");
         }
-        if hookline_worker::doctor::blocking(&checks) {
-            not_ready.push(shop.unwrap_or("the account").to_owned());
+        if doctor::blocking(&checks) {
+            not_ready.push(account_shop.unwrap_or("the account").to_owned());
         }
     }
-    for shop in books.not_invoiced() {
+    for not_invoiced in books.not_invoiced() {
         println!(
-            "warn shop {shop}: no [shop.sevdesk] in the shops file; its orders are not invoiced"
+            "warn shop {not_invoiced}: no [shop.sevdesk] in the shops file; its orders are not invoiced"
         );
     }
-    if !not_ready.is_empty() {
-        anyhow::bail!(
+    let sevdesk_blocks = !not_ready.is_empty();
+    let shop = shop.map(str::to_ascii_lowercase);
+    let shops: Vec<_> = settings
+        .shopify_credentials
+        .iter()
+        .filter(|(s, _)| shop.as_ref().is_none_or(|only| only == *s))
+        .collect();
+    let mut shopify_blocks = false;
+    println!(
+        "\nShopify Admin API at {}, version {}",
+        settings.reconcile.admin_url, settings.reconcile.api_version
+    );
+    if shops.is_empty() {
+        let missing = match &shop {
+            Some(s) => format!("{s} has no Admin API credentials"),
+            None => "no shop has Admin API credentials".into(),
+        };
+        let line = format!(
+            "{missing}\n     fix: set HOOKLINE_RECONCILE_SHOPS (shop=token) or HOOKLINE_SHOPIFY_SHOP with the app's HOOKLINE_SHOPIFY_CLIENT_ID/_SECRET (docs/shopify-tokens.md)"
+        );
+        if shop.is_some() {
+            println!("FAIL {line}");
+            shopify_blocks = true;
+        } else {
+            println!("warn {line}");
+        }
+    } else {
+        if let Some(url) = url {
+            hookctl::shopify::check_uri(url).map_err(anyhow::Error::msg)?;
+        }
+        let admin = hookctl::shopify::admin_client(&settings)?;
+        let expect = doctor::ShopifyExpectations {
+            subscriptions: url.map(|u| {
+                let plan = hookctl::shopify::Plan::new(u, &settings.reconcile.api_version);
+                (
+                    plan.uri.clone(),
+                    plan.topics.iter().map(|t| t.to_string()).collect(),
+                )
+            }),
+            reach_days: (settings.reconcile.lookback.as_secs() / 86_400) as i64,
+        };
+        for (shop, credentials) in shops {
+            for check in doctor::shopify(&admin, shop, credentials, &expect).await {
+                shopify_blocks |= check.blocking;
+                println!("{check}");
+            }
+        }
+    }
+    match (sevdesk_blocks, shopify_blocks) {
+        (false, false) => Ok(()),
+        (true, false) => anyhow::bail!(
             "not ready for booking (see FAIL above): {}",
             not_ready.join(", ")
+        ),
+        (false, true) => anyhow::bail!("a Shopify shop is not ready (see FAIL above)"),
+        (true, true) => anyhow::bail!("neither sevDesk nor Shopify is ready (see FAIL above)"),
+    }
+}
+
+/// `hookctl shopify subscriptions --apply --shop S`.
+async fn apply_subscriptions(shop: &str, plan: &hookctl::shopify::Plan) -> anyhow::Result<()> {
+    use hookctl::shopify::Outcome;
+    let settings = hookline_worker::settings::Settings::from_env()
+        .context("the worker's settings are not valid")?;
+    if !settings.shopify_credentials.contains_key(shop) {
+        anyhow::bail!(
+            "{shop} has no Admin API credentials: set HOOKLINE_RECONCILE_SHOPS ({shop}=token) or HOOKLINE_SHOPIFY_SHOP={shop} with the app's HOOKLINE_SHOPIFY_CLIENT_ID/_SECRET"
         );
+    }
+    let admin = hookctl::shopify::admin_client(&settings)?;
+    let outcomes = hookctl::shopify::apply(&admin, shop, plan)
+        .await
+        .with_context(|| format!("cannot read the webhook subscriptions of {shop}"))?;
+    println!("{shop}: deliver to {}", plan.uri);
+    let (mut created, mut present, mut refused) = (0, 0, 0);
+    for (topic, outcome) in &outcomes {
+        let name = hookctl::shopify::graphql_topic(topic);
+        match outcome {
+            Outcome::Present => {
+                present += 1;
+                println!("present  {name:<30} {topic}");
+            }
+            Outcome::Created(s) => {
+                created += 1;
+                println!("created  {name:<30} {topic} ({})", s.id);
+            }
+            Outcome::Refused(errors) => {
+                refused += 1;
+                let why = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                println!("refused  {name:<30} {topic}: {why}");
+            }
+            Outcome::Failed(why) => {
+                refused += 1;
+                println!("failed   {name:<30} {topic}: {why}");
+            }
+        }
+    }
+    println!(
+        "{created} created, {present} already present, {refused} refused; compliance topics ({}) are subscribed in the app's configuration only",
+        hookctl::shopify::COMPLIANCE_TOPICS.join(", ")
+    );
+    if refused > 0 {
+        anyhow::bail!("{refused} subscription(s) not created (see above)");
     }
     Ok(())
 }

@@ -14,10 +14,21 @@
 //!
 //! The topics are those hookline handles ([`hookline_core::topics::TOPICS`]); their GraphQL
 //! names are the REST names upper-cased with `/` and `.` as `_` (`orders/paid` → `ORDERS_PAID`).
+//!
+//! `--apply` ([`apply`]) lists the shop's subscriptions first and creates only the topics that
+//! do not deliver to the URI yet, so a second run creates nothing. A create whose outcome is
+//! unknown (it failed after retries, or Shopify says the address is already taken for the topic)
+//! is settled by listing again before it is reported: a subscription that exists counts as made,
+//! and nothing is created blind a second time.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
+use anyhow::Context;
 use hookline_core::topics::TOPICS;
+use hookline_worker::settings::Settings;
+use hookline_worker::shopify::setup::{self, Created, Subscription, UserError};
+use hookline_worker::shopify::{AdminClient, AdminError, AdminSettings, Tokens};
 
 /// The mandatory compliance topics: subscribed in the app's configuration, never per shop.
 pub const COMPLIANCE_TOPICS: [&str; 3] =
@@ -88,9 +99,86 @@ impl Plan {
     }
 }
 
-/// A REST topic's name in GraphQL's `WebhookSubscriptionTopic` enum.
-pub fn graphql_topic(topic: &str) -> String {
-    topic.replace(['/', '.'], "_").to_ascii_uppercase()
+pub use hookline_worker::shopify::setup::graphql_topic;
+
+/// The worker's Admin API client for the shops of its settings (static tokens of
+/// `HOOKLINE_RECONCILE_SHOPS`, or `HOOKLINE_SHOPIFY_SHOP`'s app credentials), as the worker
+/// builds it.
+pub fn admin_client(settings: &Settings) -> anyhow::Result<AdminClient> {
+    let pool = hookline_worker::startup::pool(settings.database_url.expose(), 1)?;
+    let tokens = Tokens::from_credentials(
+        &settings.shopify_credentials,
+        &settings.reconcile.admin_url,
+        Some(pool),
+    );
+    AdminClient::new(
+        Arc::new(tokens),
+        AdminSettings::new(
+            settings.reconcile.admin_url.clone(),
+            settings.reconcile.api_version.clone(),
+        ),
+    )
+    .context("cannot build the Shopify Admin API client")
+}
+
+/// What `--apply` did for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Already delivering to the URI.
+    Present,
+    /// Created now.
+    Created(Subscription),
+    /// Shopify refused it.
+    Refused(Vec<UserError>),
+    /// The create failed, and listing again does not show it.
+    Failed(String),
+}
+
+/// The shop-specific subscriptions of `plan` on `shop`, created where missing. Compliance
+/// topics are never subscribed this way.
+pub async fn apply(
+    admin: &AdminClient,
+    shop: &str,
+    plan: &Plan,
+) -> Result<Vec<(&'static str, Outcome)>, AdminError> {
+    let topics: Vec<&'static str> = plan
+        .topics
+        .iter()
+        .copied()
+        .filter(|t| !COMPLIANCE_TOPICS.contains(t))
+        .collect();
+    let existing = setup::subscriptions(admin, shop).await?;
+    let missing = setup::missing(&topics, &plan.uri, &existing);
+    let mut outcomes = vec![];
+    let mut unsettled = false;
+    for topic in topics {
+        if !missing.contains(&topic) {
+            outcomes.push((topic, Outcome::Present));
+            continue;
+        }
+        let outcome = match setup::subscribe(admin, shop, topic, &plan.uri).await {
+            Ok(Created::Subscribed(s)) => Outcome::Created(s),
+            Ok(Created::Refused(errors)) => Outcome::Refused(errors),
+            Err(e) => Outcome::Failed(hookline_worker::failure::error_chain(&e)),
+        };
+        unsettled |= matches!(outcome, Outcome::Refused(_) | Outcome::Failed(_));
+        outcomes.push((topic, outcome));
+    }
+    if unsettled {
+        // A create that timed out may have been made, and its retry then refused as taken.
+        let now = setup::subscriptions(admin, shop).await?;
+        let name = |t: &str| graphql_topic(t);
+        for (topic, outcome) in &mut outcomes {
+            if matches!(outcome, Outcome::Refused(_) | Outcome::Failed(_))
+                && let Some(s) = now
+                    .iter()
+                    .find(|s| s.topic == name(topic) && s.uri == plan.uri)
+            {
+                *outcome = Outcome::Created(s.clone());
+            }
+        }
+    }
+    Ok(outcomes)
 }
 
 /// Checks the delivery URI: Shopify delivers only to `https://` (a local `http://` sandbox is

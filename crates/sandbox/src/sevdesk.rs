@@ -196,6 +196,20 @@ pub struct Invoice {
     /// `sendDate` (readOnly in the spec): when it was last sent.
     #[serde(default)]
     pub send_date: Option<chrono::DateTime<chrono::Utc>>,
+    /// `update` (readOnly): when it last changed (sent, booked, paid by the bank, cancelled).
+    #[serde(default)]
+    pub updated: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Invoice {
+    /// `update`: the last change, else the creation.
+    pub fn update(&self) -> chrono::DateTime<chrono::Utc> {
+        self.updated.unwrap_or(self.created)
+    }
+
+    fn touch(&mut self) {
+        self.updated = Some(chrono::Utc::now());
+    }
 }
 
 /// One e-mail sevDesk sent (`Model_Email`, as far as the sandbox keeps it).
@@ -653,7 +667,8 @@ fn invoice_json(i: &Invoice) -> Value {
         "address": i.address,
         "taxRule": i.tax_rule.as_ref().map(|id| json!({"id": id, "objectName": "TaxRule"})),
         "origin": i.cancels.as_ref().map(|id| json!({"id": id, "objectName": "Invoice"})),
-        "update": i.created.to_rfc3339(),
+        // sevDesk's timestamps have whole seconds.
+        "update": i.update().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
         "sendType": i.send_type,
         "sendDate": i.send_date.map(|d| d.to_rfc3339()),
     })
@@ -940,6 +955,17 @@ pub struct DocumentQuery {
     contact_id: Option<String>,
     #[serde(rename = "invoiceNumber")]
     invoice_number: Option<String>,
+    /// `status=100|200|750|1000`.
+    status: Option<u16>,
+    /// `partiallyPaid=true`: status 750 only.
+    #[serde(rename = "partiallyPaid")]
+    partially_paid: Option<String>,
+    /// `updateAfter={timestamp}`: updated last after this Unix time.
+    #[serde(rename = "updateAfter")]
+    update_after: Option<i64>,
+    /// `updateBefore={timestamp}`: updated last before this Unix time.
+    #[serde(rename = "updateBefore")]
+    update_before: Option<i64>,
     limit: Option<usize>,
     offset: Option<usize>,
 }
@@ -974,6 +1000,18 @@ fn search(
                     .invoice_number
                     .as_ref()
                     .is_none_or(|n| &i.invoice_number == n)
+            })
+            .filter(|i| query.status.is_none_or(|s| i.status == s))
+            .filter(|i| query.partially_paid.as_deref() != Some("true") || i.status == 750)
+            .filter(|i| {
+                query
+                    .update_after
+                    .is_none_or(|t| i.update().timestamp() > t)
+            })
+            .filter(|i| {
+                query
+                    .update_before
+                    .is_none_or(|t| i.update().timestamp() < t)
             })
             .collect()
     };
@@ -1054,6 +1092,7 @@ fn stored(
         created: chrono::Utc::now(),
         send_type: None,
         send_date: None,
+        updated: None,
     }
 }
 
@@ -1209,6 +1248,7 @@ async fn send_document(
                 }
                 document.send_type = body["sendType"].as_str().map(str::to_owned);
                 document.send_date = Some(chrono::Utc::now());
+                document.touch();
             }
             document.clone()
         });
@@ -1290,6 +1330,7 @@ async fn book_document(
             invoice.paid_amount = format!("{paid:.2}");
             invoice.bookings += 1;
             invoice.booked_at = Some(chrono::Utc::now());
+            invoice.touch();
             invoice.booked_on.push(account.id.clone());
             invoice.booking_types.push(booking_type);
             invoice.status = if paid + 0.005 >= total { 1000 } else { 750 };
@@ -1328,6 +1369,7 @@ pub async fn cancel_invoice(
                 + 1;
             let original = store.invoices[i].clone();
             store.invoices[i].cancelled_by = Some(cancel_id.clone());
+            store.invoices[i].touch();
             let sr = Invoice {
                 id: cancel_id,
                 invoice_number: format!("SR-{number:05}"),
@@ -1352,6 +1394,7 @@ pub async fn cancel_invoice(
                 created: chrono::Utc::now(),
                 send_type: None,
                 send_date: None,
+                updated: None,
                 ..original
             };
             store.invoices.push(sr.clone());
@@ -1386,6 +1429,7 @@ fn send_mail(sevdesk: &SevDesk, kind: Kind, id: &str, body: &Value) -> Result<Va
     let now = chrono::Utc::now();
     document.send_type = Some("VM".into());
     document.send_date = Some(now);
+    document.touch();
     let object = kind.json(document);
     let text = |member: &str| body[member].as_str().map(str::to_owned);
     let email = Email {
@@ -1468,6 +1512,63 @@ pub async fn send_via_email(
             .map(|email| (StatusCode::CREATED, json!({"objects": email})))
     })
     .await
+}
+
+/// `POST /_sandbox/sevdesk/bank-payment`: a transfer of `amount` the bank feed matched to
+/// `invoice_id`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct BankPayment {
+    /// The invoice it was matched to.
+    pub invoice_id: String,
+    /// The money that came in.
+    pub amount: f64,
+}
+
+impl SevDesk {
+    /// What sevDesk's bank matching does with a transfer: books it on the bank account's
+    /// transaction, raising `paidAmount`; the invoice becomes paid (1000) when it covers the
+    /// total, else partly paid (750), and its `update` moves. Refused for a draft, a paid or a
+    /// cancelled invoice, or an amount that is not positive.
+    pub fn bank_payment(&self, payment: &BankPayment) -> Result<Invoice, String> {
+        if payment.amount.is_nan() || payment.amount <= 0.0 {
+            return Err("amount must be positive".into());
+        }
+        let mut store = self.store();
+        let invoice = store
+            .invoices
+            .iter_mut()
+            .find(|i| i.id == payment.invoice_id)
+            .ok_or_else(|| format!("no invoice {}", payment.invoice_id))?;
+        if invoice.status < 200 || invoice.status >= 1000 || invoice.cancelled_by.is_some() {
+            return Err(format!(
+                "invoice {} has status {}: no payment can be matched to it",
+                invoice.id, invoice.status
+            ));
+        }
+        let paid = invoice.paid_amount.parse::<f64>().unwrap_or(0.0) + payment.amount;
+        invoice.paid_amount = format!("{paid:.2}");
+        invoice.booked_at = Some(chrono::Utc::now());
+        invoice.booked_on.push(BANK_ACCOUNT_ID.to_owned());
+        invoice.booking_types.push("BANK_MATCH".to_owned());
+        invoice.status = if paid + 0.005 >= gross_of(invoice) {
+            1000
+        } else {
+            750
+        };
+        invoice.touch();
+        Ok(invoice.clone())
+    }
+}
+
+/// `POST /_sandbox/sevdesk/bank-payment`
+pub async fn post_bank_payment(
+    payment: web::Json<BankPayment>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    match state.sevdesk.bank_payment(&payment) {
+        Ok(invoice) => HttpResponse::Ok().json(invoice),
+        Err(why) => HttpResponse::BadRequest().json(json!({"error": why})),
+    }
 }
 
 /// `GET /_sandbox/sevdesk/emails`: every e-mail sevDesk sent, oldest first.
@@ -1588,6 +1689,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .route("/_sandbox/sevdesk/account", web::put().to(put_account))
     .route("/_sandbox/sevdesk/emails", web::get().to(sandbox_emails))
+    .route(
+        "/_sandbox/sevdesk/bank-payment",
+        web::post().to(post_bank_payment),
+    )
     .route(
         "/_sandbox/sevdesk/mail-fault",
         web::put().to(put_mail_fault),

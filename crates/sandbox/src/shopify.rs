@@ -8,8 +8,17 @@
 //! bucket cannot hold a query's requested cost. Faults: the generic [`Faults`] (latency, error
 //! rate), a failing window of order-listing calls ([`Shopify::fail_listing`]), and a drained or
 //! resized bucket ([`Shopify::drain_bucket`], [`Shopify::set_bucket`]).
+//!
+//! One mutation is played: `orderMarkAsPaid(input: {id})`. It refuses an order that is already
+//! paid (or cancelled, or unknown) with a `userErrors` entry, as Shopify does; on success the
+//! stored order becomes `financial_status: paid` and, when a webhook target is configured
+//! (`PUT /_sandbox/shopify/webhooks`), the signed `orders/paid` webhook is delivered to it as
+//! Shopify would. Its calls are counted ([`Shopify::mark_paid_calls`]) and it can fail on demand
+//! ([`MarkPaidFault`], `PUT /_sandbox/shopify/mark-paid-fault`): a 500 before anything happens,
+//! or applied and never answered (the client times out).
 
 pub mod graphql;
+pub mod setup;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -18,7 +27,7 @@ use std::time::{Duration, Instant};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, FixedOffset, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Faults;
@@ -65,6 +74,43 @@ struct Store {
     calls: usize,
     listing_calls: usize,
     throttled: usize,
+    mark_paid_calls: usize,
+    mark_paid_fault: MarkPaidFault,
+    mark_paid_fault_hits: u32,
+    webhooks: Option<WebhookTarget>,
+}
+
+/// What happens to the next `orderMarkAsPaid` calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkPaidMode {
+    /// Answered as Shopify would.
+    #[default]
+    Normal,
+    /// HTTP 500 before anything is done.
+    Fail,
+    /// Applied (the order is paid, the webhook goes out), then never answered.
+    CommitThenHang,
+}
+
+/// A fault of `orderMarkAsPaid` and how many calls it hits (0: every call).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MarkPaidFault {
+    /// What happens.
+    pub mode: MarkPaidMode,
+    /// How many of the next calls it hits (0: all).
+    pub times: u32,
+}
+
+/// Where Shopify delivers the webhooks its own changes cause (`orders/paid` after
+/// `orderMarkAsPaid`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookTarget {
+    /// The ingestor's webhook URL.
+    pub ingestor_url: String,
+    /// The app's client secret, which signs them.
+    pub secret: String,
 }
 
 impl Default for Store {
@@ -79,6 +125,10 @@ impl Default for Store {
             calls: 0,
             listing_calls: 0,
             throttled: 0,
+            mark_paid_calls: 0,
+            mark_paid_fault: MarkPaidFault::default(),
+            mark_paid_fault_hits: 0,
+            webhooks: None,
         }
     }
 }
@@ -108,6 +158,8 @@ impl Throttle {
 #[derive(Default)]
 pub struct Shopify {
     store: Mutex<Store>,
+    /// Subscriptions, scopes and API versions ([`setup`]).
+    pub setup: setup::Setup,
 }
 
 impl Shopify {
@@ -148,6 +200,79 @@ impl Shopify {
     /// Replaces the Admin API's faults.
     pub fn set_faults(&self, faults: Faults) {
         self.store().faults = faults;
+    }
+
+    /// `orderMarkAsPaid` calls that reached the mutation so far.
+    pub fn mark_paid_calls(&self) -> usize {
+        self.store().mark_paid_calls
+    }
+
+    /// Replaces the fault of the next `orderMarkAsPaid` calls.
+    pub fn set_mark_paid_fault(&self, fault: MarkPaidFault) {
+        let mut store = self.store();
+        store.mark_paid_fault = fault;
+        store.mark_paid_fault_hits = 0;
+    }
+
+    /// Where webhooks Shopify's own changes cause are delivered (`None`: nowhere).
+    pub fn set_webhook_target(&self, target: Option<WebhookTarget>) {
+        self.store().webhooks = target;
+    }
+
+    /// Counts an `orderMarkAsPaid` call; its fault.
+    fn take_mark_paid_fault(&self) -> MarkPaidMode {
+        let mut store = self.store();
+        store.mark_paid_calls += 1;
+        let fault = store.mark_paid_fault;
+        if fault.mode == MarkPaidMode::Normal
+            || (fault.times > 0 && store.mark_paid_fault_hits >= fault.times)
+        {
+            return MarkPaidMode::Normal;
+        }
+        store.mark_paid_fault_hits += 1;
+        fault.mode
+    }
+
+    /// `orderMarkAsPaid` on the stored order: the payload (order node or null, userErrors)
+    /// and, when it was marked paid, the order as its `orders/paid` webhook carries it.
+    fn mark_as_paid(&self, shop: &str, gid: &str) -> (Value, Option<Value>) {
+        let refuse = |message: &str, order: Value| {
+            json!({
+                "order": order,
+                "userErrors": [{"field": ["id"], "message": message}],
+            })
+        };
+        let mut store = self.store();
+        let Some(order) = store.orders.get_mut(shop).and_then(|orders| {
+            orders
+                .iter_mut()
+                .find(|o| graphql::order_node(o)["id"] == gid)
+        }) else {
+            return (refuse("Order does not exist", Value::Null), None);
+        };
+        let status = order["financial_status"].as_str().unwrap_or("pending");
+        if matches!(status, "paid" | "partially_refunded" | "refunded") {
+            return (
+                refuse("Order has already been paid", graphql::order_node(order)),
+                None,
+            );
+        }
+        if !order["cancelled_at"].is_null() {
+            return (
+                refuse(
+                    "Order cannot be marked as paid: it is cancelled",
+                    graphql::order_node(order),
+                ),
+                None,
+            );
+        }
+        order["financial_status"] = json!("paid");
+        order["updated_at"] = json!(now().to_rfc3339());
+        let paid = order.clone();
+        (
+            json!({"order": graphql::order_node(&paid), "userErrors": []}),
+            Some(paid),
+        )
     }
 
     /// From now on, order listing calls number `from` to `from + times - 1` (counting from 1)
@@ -266,6 +391,127 @@ pub fn generate_order(id: i64, paid: bool, updated_at: DateTime<FixedOffset>) ->
     })
 }
 
+/// A mutation's requested cost, as Shopify charges one: 10 points.
+const MUTATION_COST: f64 = 10.0;
+
+/// Answers a mutation document.
+async fn admin_mutation(
+    state: web::Data<crate::State>,
+    shop: String,
+    selection: Vec<graphql::Field>,
+    variables: Value,
+) -> HttpResponse {
+    let shopify = &state.shopify;
+    if let Some(unknown) = selection.iter().find(|f| f.name != "orderMarkAsPaid") {
+        return errors_answer(
+            vec![json!({
+                "message": format!("Field '{}' doesn't exist on type 'Mutation'", unknown.name),
+                "extensions": {"code": "undefinedField", "typeName": "Mutation", "fieldName": unknown.name},
+            })],
+            None,
+        );
+    }
+    let status = match shopify.take(&shop, MUTATION_COST * selection.len() as f64) {
+        Ok(status) => status,
+        Err(status) => {
+            return errors_answer(
+                vec![
+                    json!({"message": "Throttled", "extensions": {"code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/limits"}}),
+                ],
+                Some(
+                    json!({"requestedQueryCost": MUTATION_COST, "actualQueryCost": null, "throttleStatus": status.json()}),
+                ),
+            );
+        }
+    };
+    let mut data = serde_json::Map::new();
+    let mut hang = false;
+    for field in &selection {
+        let Some(gid) = field
+            .arg("input", &variables)
+            .and_then(|input| input["id"].as_str().map(str::to_owned))
+        else {
+            return errors_answer(
+                vec![graphql::error(
+                    "Variable $input of type OrderMarkAsPaidInput! was provided invalid value for id (Expected value to not be null)",
+                    "INVALID_VARIABLE",
+                )],
+                None,
+            );
+        };
+        match shopify.take_mark_paid_fault() {
+            MarkPaidMode::Fail => {
+                return HttpResponse::InternalServerError().json(
+                    json!({"errors": "Internal error. Looks like something went wrong on our end."}),
+                );
+            }
+            MarkPaidMode::CommitThenHang => hang = true,
+            MarkPaidMode::Normal => {}
+        }
+        let (mut payload, paid) = shopify.mark_as_paid(&shop, &gid);
+        if let Some(order) = paid {
+            deliver_paid(&state, &shop, order);
+        }
+        payload["__type"] = json!({"order": "Order", "userErrors": "UserError"});
+        match graphql::project(
+            &payload,
+            &field.selection,
+            &variables,
+            "OrderMarkAsPaidPayload",
+        ) {
+            Ok(value) => {
+                data.insert(
+                    field.alias.clone().unwrap_or_else(|| field.name.clone()),
+                    value,
+                );
+            }
+            Err(m) => {
+                return errors_answer(vec![graphql::error(&m, "undefinedField")], None);
+            }
+        }
+    }
+    if hang {
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
+    HttpResponse::Ok().json(json!({
+        "data": Value::Object(data),
+        "extensions": {"cost": {
+            "requestedQueryCost": MUTATION_COST,
+            "actualQueryCost": MUTATION_COST,
+            "throttleStatus": status.json(),
+        }},
+    }))
+}
+
+/// Delivers the `orders/paid` webhook of an order `orderMarkAsPaid` paid, in a task of its own
+/// (Shopify's deliveries are asynchronous to the mutation's answer).
+fn deliver_paid(state: &crate::State, shop: &str, order: Value) {
+    let Some(target) = state.shopify.store().webhooks.clone() else {
+        return;
+    };
+    let shop = shop.to_owned();
+    tokio::spawn(async move {
+        let webhook = crate::deliver::Webhook {
+            topic: "orders/paid".into(),
+            body: order.to_string(),
+        };
+        let report = crate::deliver::deliver(
+            &target.ingestor_url,
+            &target.secret,
+            &shop,
+            &[webhook],
+            &crate::deliver::Plan::default(),
+        )
+        .await;
+        if report.accepted == 0 {
+            tracing::warn!(
+                shop,
+                "the orders/paid webhook after orderMarkAsPaid was not accepted"
+            );
+        }
+    });
+}
+
 #[derive(Deserialize)]
 struct GraphQlRequest {
     query: String,
@@ -318,7 +564,11 @@ pub async fn admin_graphql(
             .json(json!({"errors": {"query": "Required parameter missing or invalid"}}));
     };
     let variables = request.variables.unwrap_or_else(|| json!({}));
-    let selection = match graphql::parse(&request.query) {
+    let (operation, selection) = match graphql::parse_operation(&request.query) {
+        // Marking an order paid changes orders and sends a webhook: its own handler.
+        Ok((graphql::Operation::Mutation, s)) if s.iter().any(|f| f.name == "orderMarkAsPaid") => {
+            return admin_mutation(state.clone(), shop, s, variables).await;
+        }
         Ok(s) => s,
         Err(why) => {
             return errors_answer(
@@ -327,19 +577,24 @@ pub async fn admin_graphql(
             );
         }
     };
-    if let Some(unknown) = selection
-        .iter()
-        .find(|f| !matches!(f.name.as_str(), "orders" | "order" | "refund"))
-    {
+    let (root_type, known): (&str, &[&str]) = match operation {
+        graphql::Operation::Query => ("QueryRoot", QUERY_ROOTS),
+        graphql::Operation::Mutation => ("Mutation", MUTATION_ROOTS),
+    };
+    if let Some(unknown) = selection.iter().find(|f| !known.contains(&f.name.as_str())) {
         return errors_answer(
             vec![json!({
-                "message": format!("Field '{}' doesn't exist on type 'QueryRoot'", unknown.name),
-                "extensions": {"code": "undefinedField", "typeName": "QueryRoot", "fieldName": unknown.name},
+                "message": format!("Field '{}' doesn't exist on type '{root_type}'", unknown.name),
+                "extensions": {"code": "undefinedField", "typeName": root_type, "fieldName": unknown.name},
             })],
             None,
         );
     }
-    let requested = graphql::requested_cost(&selection, &variables);
+    // A mutation costs 10 points, whatever it selects.
+    let requested = match operation {
+        graphql::Operation::Query => graphql::requested_cost(&selection, &variables),
+        graphql::Operation::Mutation => 10.0 * selection.len() as f64,
+    };
     if requested > MAX_QUERY_COST {
         return errors_answer(
             vec![json!({
@@ -375,7 +630,32 @@ pub async fn admin_graphql(
         let answer = match field.name.as_str() {
             "orders" => list_orders(&shopify.orders(&shop), field, &variables),
             "order" => find_order(&shopify.orders(&shop), field, &variables),
-            _ => find_refund(&shopify.orders(&shop), field, &variables),
+            "refund" => find_refund(&shopify.orders(&shop), field, &variables),
+            "webhookSubscriptionCreate" => shopify
+                .setup
+                .create(
+                    &shop,
+                    field.arg("topic", &variables).as_ref(),
+                    field.arg("webhookSubscription", &variables).as_ref(),
+                )
+                .and_then(|payload| {
+                    graphql::project(
+                        &json!({"webhookSubscriptionCreate": payload, "__type": {"webhookSubscriptionCreate": "WebhookSubscriptionCreatePayload"}}),
+                        std::slice::from_ref(field),
+                        &variables,
+                        "Mutation",
+                    )
+                    .map(|mut v| v[field.key()].take())
+                    .map_err(|m| graphql::error(&m, "undefinedField"))
+                }),
+            _ => graphql::project(
+                &shopify.setup.query_root(&shop),
+                std::slice::from_ref(field),
+                &variables,
+                "QueryRoot",
+            )
+            .map(|mut v| v[field.key()].take())
+            .map_err(|m| graphql::error(&m, "undefinedField")),
         };
         match answer {
             Ok(value) => {
@@ -407,6 +687,20 @@ pub async fn admin_graphql(
         }},
     }))
 }
+
+/// The root query fields the sandbox answers.
+const QUERY_ROOTS: &[&str] = &[
+    "orders",
+    "order",
+    "refund",
+    "shop",
+    "currentAppInstallation",
+    "publicApiVersions",
+    "webhookSubscriptions",
+];
+
+/// The mutations the sandbox answers.
+const MUTATION_ROOTS: &[&str] = &["webhookSubscriptionCreate"];
 
 fn unsupported(what: String) -> Value {
     graphql::error(&what, "SANDBOX_UNSUPPORTED")
@@ -633,6 +927,24 @@ pub async fn simulate(
     HttpResponse::Ok().json(report)
 }
 
+/// `PUT /_sandbox/shopify/mark-paid-fault`
+pub async fn put_mark_paid_fault(
+    fault: web::Json<MarkPaidFault>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    state.shopify.set_mark_paid_fault(fault.into_inner());
+    HttpResponse::NoContent().finish()
+}
+
+/// `PUT /_sandbox/shopify/webhooks`: where webhooks of the sandbox's own changes go.
+pub async fn put_webhooks(
+    target: web::Json<WebhookTarget>,
+    state: web::Data<crate::State>,
+) -> HttpResponse {
+    state.shopify.set_webhook_target(Some(target.into_inner()));
+    HttpResponse::NoContent().finish()
+}
+
 /// Registers the Shopify routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -644,6 +956,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::post().to(admin_graphql),
     )
     .route("/_sandbox/faults/shopify", web::put().to(put_faults))
+    .route(
+        "/_sandbox/shopify/mark-paid-fault",
+        web::put().to(put_mark_paid_fault),
+    )
+    .route("/_sandbox/shopify/webhooks", web::put().to(put_webhooks))
     .route(
         "/_sandbox/shopify/{shop}/orders",
         web::get().to(sandbox_orders),

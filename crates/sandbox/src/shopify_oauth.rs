@@ -405,13 +405,18 @@ mod tests {
         )
     }
 
+    /// The status of a small Admin API (GraphQL) query made with `token`.
     async fn orders_status(sandbox: &Sandbox, token: &str) -> u16 {
         reqwest::Client::new()
-            .get(format!(
-                "{}/shops/{SHOP}/admin/api/2025-10/orders.json",
+            .post(format!(
+                "{}/shops/{SHOP}/admin/api/2026-07/graphql.json",
                 sandbox.base_url
             ))
             .header("x-shopify-access-token", token)
+            .json(&serde_json::json!({
+                "query": "query L($first: Int!, $after: String, $query: String!) { orders(first: $first, after: $after, sortKey: UPDATED_AT, query: $query) { pageInfo { hasNextPage endCursor } nodes { id updatedAt } } }",
+                "variables": {"first": 1, "after": null, "query": "updated_at:>='2026-01-01T00:00:00Z'"},
+            }))
             .send()
             .await
             .unwrap()

@@ -169,13 +169,8 @@ impl HandlerError {
             HandlerError::UnknownTopic(_) => DeadLetter {
                 reason: "unknown_topic",
             },
-            HandlerError::AmountMismatch(
-                crate::domains::orders::mapping::MappingError::TaxRuleUndecidable(_),
-            ) => DeadLetter {
-                reason: "tax_rule_undecidable",
-            },
-            HandlerError::AmountMismatch(_) => DeadLetter {
-                reason: "amount_mismatch",
+            HandlerError::AmountMismatch(mapping) => DeadLetter {
+                reason: mapping.reason(),
             },
             HandlerError::Settling { retry_in, .. } => Retry {
                 reason: "outcome_unknown",

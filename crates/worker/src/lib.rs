@@ -37,6 +37,7 @@ pub mod migrate;
 pub mod notifications;
 pub mod order_lock;
 pub mod outbox;
+pub mod payments;
 pub mod reconcile;
 pub mod redrive;
 pub mod retention;

@@ -1,9 +1,47 @@
 //! Database migrations: plain SQL files in `migrations/`, applied in order, once each.
 //!
-//! A table `hookline_migrations` records what was applied. Replicas starting together take a
-//! PostgreSQL advisory lock first, so exactly one applies and the others find the work done.
+//! A table `hookline_migrations` records what was applied, with the SHA-256 of each file's text.
+//! Replicas starting together take a PostgreSQL advisory lock first, so exactly one applies and
+//! the others find the work done.
+//!
+//! **Checksums.** An applied migration whose file has changed since is refused at start
+//! ([`MigrateError::Changed`]): the database was built from other SQL than the binary carries, and
+//! continuing would leave the schema different from what the code and the next migrations expect.
+//! A changed migration is a new migration. Rows applied before checksums existed get the current
+//! file's checksum on the first start that sees them.
 
+use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
+
+/// Why migrations could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// A query failed.
+    #[error("database error")]
+    Database(#[from] tokio_postgres::Error),
+    /// An applied migration's SQL differs from the file this binary carries.
+    #[error(
+        "migration {version} ({name}) was applied from other SQL than this binary carries (checksum {applied} in hookline_migrations, {carried} in migrations/): never edit an applied migration; restore the file and add a new migration for the change"
+    )]
+    Changed {
+        /// The migration's version.
+        version: i32,
+        /// Its name.
+        name: &'static str,
+        /// The checksum recorded when it was applied.
+        applied: String,
+        /// The checksum of the file now.
+        carried: String,
+    },
+}
+
+/// The hex SHA-256 of a migration's text.
+pub fn checksum(sql: &str) -> String {
+    Sha256::digest(sql.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 /// `(version, name, sql)`, in order. Embedded at build time: the binary carries its schema.
 pub const MIGRATIONS: &[(i32, &str, &str)] = &[
@@ -74,8 +112,13 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (
         14,
+        "payment_sync",
+        include_str!("../../../migrations/0014_payment_sync.sql"),
+    ),
+    (
+        15,
         "shop_uninstalls",
-        include_str!("../../../migrations/0014_shop_uninstalls.sql"),
+        include_str!("../../../migrations/0015_shop_uninstalls.sql"),
     ),
 ];
 
@@ -83,7 +126,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c69_6e65; // "hookline"
 
 /// Applies every migration not applied yet. Returns the versions applied by this call.
-pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+pub async fn run(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -97,33 +140,53 @@ pub async fn run(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error>
     Ok(applied)
 }
 
-async fn apply_pending(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::Error> {
+async fn apply_pending(client: &mut Client) -> Result<Vec<i32>, MigrateError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS hookline_migrations (
                 version    integer PRIMARY KEY,
                 name       text        NOT NULL,
                 applied_at timestamptz NOT NULL DEFAULT now()
-            )",
+            );
+            ALTER TABLE hookline_migrations ADD COLUMN IF NOT EXISTS checksum text",
         )
         .await?;
     let mut applied = vec![];
     for (version, name, sql) in MIGRATIONS {
-        let done = client
+        let carried = checksum(sql);
+        let recorded = client
             .query_opt(
-                "SELECT 1 FROM hookline_migrations WHERE version = $1",
+                "SELECT checksum FROM hookline_migrations WHERE version = $1",
                 &[version],
             )
             .await?
-            .is_some();
-        if done {
-            continue;
+            .map(|row| row.get::<_, Option<String>>(0));
+        match recorded {
+            Some(Some(recorded)) if recorded == carried => continue,
+            Some(Some(recorded)) => {
+                return Err(MigrateError::Changed {
+                    version: *version,
+                    name,
+                    applied: recorded,
+                    carried,
+                });
+            }
+            Some(None) => {
+                client
+                    .execute(
+                        "UPDATE hookline_migrations SET checksum = $2 WHERE version = $1",
+                        &[version, &carried],
+                    )
+                    .await?;
+                continue;
+            }
+            None => {}
         }
         let tx = client.transaction().await?;
         tx.batch_execute(sql).await?;
         tx.execute(
-            "INSERT INTO hookline_migrations (version, name) VALUES ($1, $2)",
-            &[version, name],
+            "INSERT INTO hookline_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+            &[version, name, &carried],
         )
         .await?;
         tx.commit().await?;
@@ -131,4 +194,43 @@ async fn apply_pending(client: &mut Client) -> Result<Vec<i32>, tokio_postgres::
         applied.push(*version);
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file in `migrations/` is in [`MIGRATIONS`] under its own number and name, and the
+    /// versions run 1, 2, 3… without a gap: a file added but not registered (or registered
+    /// twice after a merge) fails here rather than in production.
+    #[test]
+    fn the_list_is_the_directory() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("migrations/")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .filter(|f| f.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|(v, name, _)| format!("{v:04}_{name}.sql"))
+            .collect();
+        assert_eq!(listed, files);
+        for (i, (version, _, _)) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(*version as usize, i + 1, "versions without gaps");
+        }
+        for (version, name, sql) in MIGRATIONS {
+            let file = std::fs::read_to_string(format!("{dir}/{version:04}_{name}.sql")).unwrap();
+            assert_eq!(&file, sql, "migration {version} embeds its own file");
+        }
+    }
+
+    #[test]
+    fn a_checksum_is_the_hex_sha256() {
+        assert_eq!(
+            checksum(""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
 }

@@ -329,6 +329,24 @@ pub const RECONCILE_REPUBLISH: Setting<Seconds> = Setting::new(
     "3600",
     "An order is republished at most once per this long, however many cycles find it behind.",
 );
+/// `HOOKLINE_PAYMENTS_INTERVAL_SECS`.
+pub const PAYMENTS_INTERVAL: Setting<Seconds> = Setting::new(
+    "HOOKLINE_PAYMENTS_INTERVAL_SECS",
+    "15",
+    "How often each shop's sevDesk invoices are checked for bank-transfer payments, which are then reported to Shopify (`orderMarkAsPaid`, see docs/payments.md); 0 turns the payment poller off. It runs for the shops of `HOOKLINE_RECONCILE_SHOPS` in a worker with the orders domain. 15 s keeps the lag from sevDesk's bank matching to Shopify well under a minute.",
+);
+/// `HOOKLINE_PAYMENTS_OVERLAP_SECS`.
+pub const PAYMENTS_OVERLAP: Setting<Seconds> = Setting::new(
+    "HOOKLINE_PAYMENTS_OVERLAP_SECS",
+    "120",
+    "How far before its watermark each payment cycle reads sevDesk (`updateAfter`), for invoices whose update time lags behind their visibility; what was handled already is skipped.",
+);
+/// `HOOKLINE_PAYMENTS_LOOKBACK_SECS`.
+pub const PAYMENTS_LOOKBACK: Setting<Seconds> = Setting::new(
+    "HOOKLINE_PAYMENTS_LOOKBACK_SECS",
+    "604800",
+    "Where a shop's first payment cycle starts: invoices paid this long before the poller first ran are still reported.",
+);
 /// `HOOKLINE_SHOPIFY_ADMIN_URL`.
 pub const SHOPIFY_ADMIN_URL: Setting<String> = Setting::new(
     "HOOKLINE_SHOPIFY_ADMIN_URL",
@@ -482,6 +500,9 @@ pub const SETTINGS: &[SettingSpec] = &[
     RECONCILE_LOOKBACK.spec(),
     RECONCILE_PAGE_LIMIT.spec(),
     RECONCILE_REPUBLISH.spec(),
+    PAYMENTS_INTERVAL.spec(),
+    PAYMENTS_OVERLAP.spec(),
+    PAYMENTS_LOOKBACK.spec(),
     SHOPIFY_ADMIN_URL.spec(),
     SHOPIFY_API_VERSION.spec(),
     SHOPIFY_SHOP.spec(),
@@ -585,6 +606,8 @@ pub struct Settings {
     pub run_outbox_relay: bool,
     /// The reconciliation poller (off when no shop is configured).
     pub reconcile: crate::reconcile::ReconcileSettings,
+    /// The payment poller ([`PAYMENTS_INTERVAL`] 0: off).
+    pub payments: crate::payments::PaymentSettings,
     /// Each shop's Admin API credentials: static tokens of [`RECONCILE_SHOPS`], and
     /// [`SHOPIFY_SHOP`]'s app credentials ([`SHOPIFY_CLIENT_ID`], [`SHOPIFY_CLIENT_SECRET`],
     /// [`SHOPIFY_REFRESH_TOKEN`]). See [`crate::shopify::Tokens::from_credentials`].
@@ -742,6 +765,11 @@ impl Settings {
                 api_version: api_version(env.read(&SHOPIFY_API_VERSION)?)?,
                 page_limit: env.read(&RECONCILE_PAGE_LIMIT)?.clamp(1, 250),
                 republish_after: env.read(&RECONCILE_REPUBLISH)?.0,
+            },
+            payments: crate::payments::PaymentSettings {
+                interval: env.read(&PAYMENTS_INTERVAL)?.0,
+                overlap: env.read(&PAYMENTS_OVERLAP)?.0,
+                lookback: env.read(&PAYMENTS_LOOKBACK)?.0,
             },
             redrive_rate: env.read(&REDRIVE_RATE)?.max(0.0),
             shopify_credentials: BTreeMap::new(),

@@ -77,6 +77,15 @@ impl InvoiceInfo {
     }
 }
 
+/// An invoice with the time sevDesk last changed it (`update`), as the payment poller lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangedInvoice {
+    /// The invoice.
+    pub info: InvoiceInfo,
+    /// `update`.
+    pub updated: DateTime<chrono::Utc>,
+}
+
 /// A contact to create.
 #[derive(Debug, Clone)]
 pub struct ContactDraft {
@@ -656,6 +665,50 @@ impl SevDeskClient {
         Ok(found)
     }
 
+    /// The invoices matching `filter` (e.g. `status=1000`, `partiallyPaid=true`) that sevDesk
+    /// last updated after `after` (`updateAfter`, a Unix timestamp), each with its `update`, in no
+    /// particular order (sevDesk offers no ordering by update time). Every page is read, up to
+    /// `max_pages` of [`PAGE`]; the flag says whether the listing was read to its end.
+    pub async fn invoices_updated_after(
+        &self,
+        filter: &[(&str, &str)],
+        after: DateTime<chrono::Utc>,
+        max_pages: usize,
+        trace: Option<&str>,
+    ) -> Result<(Vec<ChangedInvoice>, bool), HandlerError> {
+        let after = after.timestamp().to_string();
+        let mut found = vec![];
+        for page in 0..max_pages.max(1) {
+            let offset = (page * PAGE).to_string();
+            let limit = PAGE.to_string();
+            let mut query: Vec<(&str, &str)> = filter.to_vec();
+            query.push(("updateAfter", &after));
+            query.push(("limit", &limit));
+            query.push(("offset", &offset));
+            let body = self
+                .call(Method::GET, "/Invoice", &query, None, trace)
+                .await?;
+            let batch = objects(&body);
+            let last = batch.len() < PAGE;
+            for v in &batch {
+                let Some(info) = invoice_info(v)? else {
+                    continue;
+                };
+                let updated = text(&v["update"])
+                    .and_then(|u| DateTime::parse_from_rfc3339(&u).ok())
+                    .ok_or_else(|| {
+                        malformed(&format!("invoice {} has no readable `update`", info.id))
+                    })?
+                    .with_timezone(&chrono::Utc);
+                found.push(ChangedInvoice { info, updated });
+            }
+            if last {
+                return Ok((found, true));
+            }
+        }
+        Ok((found, false))
+    }
+
     /// The documents (`Invoice` or `CreditNote`) whose reference is exactly `reference` and,
     /// when known, whose contact is `contact`. The filter is sent, but never trusted: sevDesk
     /// documents it only in prose, and every match is checked here.
@@ -899,6 +952,7 @@ mod tests {
         });
         for line in &mut oss.line_items {
             line.tax_lines[0].rate = mapping::Dec("0.2".parse().unwrap());
+            line.tax_lines[0].price = None;
         }
         oss.total_price = mapping::Dec("120.00".parse().unwrap());
         let mut export = domestic.clone();

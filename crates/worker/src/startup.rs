@@ -28,6 +28,7 @@ use crate::http::{self, Health};
 use crate::idempotency::Claims;
 use crate::notifications::relay::Relay as NotificationRelay;
 use crate::outbox::Relay;
+use crate::payments::PaymentPoller;
 use crate::reconcile::Reconciler;
 use crate::redrive::Redrive;
 use crate::retention::Retention;
@@ -107,6 +108,7 @@ pub struct Worker {
     relay: Option<Relay>,
     notifications: Option<NotificationRelay>,
     reconciler: Option<Reconciler>,
+    payments: Option<PaymentPoller>,
     retention: Option<Retention>,
     redrive: Vec<Redrive>,
     audit: Option<crate::audit::Trail>,
@@ -122,6 +124,7 @@ impl Worker {
         let mut handlers: BTreeMap<Domain, Arc<dyn DomainHandler>> = BTreeMap::new();
         let mut redrive = Vec::new();
         let mut notifications = None;
+        let mut orders_books: Option<Arc<Books>> = None;
         for &domain in &settings.domains {
             match domain {
                 Domain::Inventory => {
@@ -176,6 +179,7 @@ impl Worker {
                             "the shops file gives this shop no [shop.sevdesk]: its orders are not invoiced (dead-lettered shop_not_configured)"
                         );
                     }
+                    orders_books = Some(books.clone());
                     // An account hookline cannot book into refuses to start, with what to fix;
                     // a sevDesk that does not answer now is asked again on the first order.
                     for (shop, account) in books.accounts() {
@@ -244,6 +248,37 @@ impl Worker {
             )
             .context("cannot build the Shopify Admin API client")?,
         );
+        // Bank-transfer payments from sevDesk to Shopify: for every shop with Admin API
+        // credentials and a sevDesk account, through that shop's account (its own breaker).
+        let payments = match &orders_books {
+            Some(books)
+                if !settings.payments.interval.is_zero()
+                    && !settings.shopify_credentials.is_empty() =>
+            {
+                let shops: Vec<_> = settings
+                    .shopify_credentials
+                    .keys()
+                    .filter_map(|shop| {
+                        let books = books.for_shop(shop).ok()?;
+                        Some(crate::payments::PaymentShop {
+                            shop: shop.clone(),
+                            sevdesk: books.sevdesk.clone(),
+                        })
+                    })
+                    .collect();
+                (!shops.is_empty())
+                    .then(|| -> anyhow::Result<PaymentPoller> {
+                        Ok(PaymentPoller::new(
+                            pool(settings.database_url.expose(), 2)?,
+                            shops,
+                            admin.clone(),
+                            settings.payments.clone(),
+                        ))
+                    })
+                    .transpose()?
+            }
+            _ => None,
+        };
         let reconciler = if settings.shopify_credentials.is_empty() {
             None
         } else {
@@ -291,6 +326,7 @@ impl Worker {
             relay,
             notifications,
             reconciler,
+            payments,
             retention,
             redrive,
             audit,
@@ -328,6 +364,7 @@ impl Worker {
         let reconcile_task = self
             .reconciler
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
+        let payments_task = self.payments.map(|p| tokio::spawn(p.run(shutdown.clone())));
         let notifications_task = self
             .notifications
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
@@ -373,10 +410,15 @@ impl Worker {
         if let Some(task) = relay_task {
             let _ = task.await;
         }
-        for task in [reconcile_task, retention_task, notifications_task]
-            .into_iter()
-            .flatten()
-            .chain(redrive_tasks)
+        for task in [
+            reconcile_task,
+            payments_task,
+            retention_task,
+            notifications_task,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(redrive_tasks)
         {
             let _ = task.await;
         }

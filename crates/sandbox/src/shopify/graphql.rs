@@ -9,8 +9,11 @@
 //! not have gets Shopify's `undefinedField` error instead of a made-up value.
 //!
 //! Root fields answered: `orders(first, after, sortKey: UPDATED_AT, query: "updated_at:>='…'")`
-//! (sorted by `updated_at`, then id; opaque cursors), `order(id:)`, `refund(id:)`. Anything else
-//! is a GraphQL error, never a fake success.
+//! (sorted by `updated_at`, then id; opaque cursors), `order(id:)`, `refund(id:)`, and what a
+//! shop has set up (`shop`, `currentAppInstallation`, `publicApiVersions`,
+//! `webhookSubscriptions`, the mutation `webhookSubscriptionCreate`: see [`super::setup`]).
+//! Anything else is a GraphQL error, never a fake success. Connections answer both `nodes` and
+//! `edges { node cursor }`; a mutation costs 10 points.
 //!
 //! Cost and throttling as Shopify documents them: a query's requested cost is computed before it
 //! runs (scalars 0, objects 1, a connection `2 + first × its node`), more than 1000 is refused
@@ -41,20 +44,44 @@ pub enum Arg {
     Var(String),
     /// A literal.
     Value(Value),
+    /// An input object literal, `{uri: $uri, format: JSON}`.
+    Object(Vec<(String, Arg)>),
+}
+
+impl Arg {
+    fn resolve(&self, variables: &Value) -> Value {
+        match self {
+            Arg::Var(v) => variables.get(v).cloned().unwrap_or(Value::Null),
+            Arg::Value(v) => v.clone(),
+            Arg::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, a)| (k.clone(), a.resolve(variables)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A query or a mutation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `query` (or a bare selection set).
+    Query,
+    /// `mutation`.
+    Mutation,
 }
 
 impl Field {
-    fn key(&self) -> &str {
+    /// The response key: the alias, else the name.
+    pub fn key(&self) -> &str {
         self.alias.as_deref().unwrap_or(&self.name)
     }
 
     /// The argument `name`, variables resolved.
     pub fn arg(&self, name: &str, variables: &Value) -> Option<Value> {
         let (_, arg) = self.args.iter().find(|(n, _)| n == name)?;
-        match arg {
-            Arg::Var(v) => variables.get(v).cloned().filter(|v| !v.is_null()),
-            Arg::Value(v) => Some(v.clone()).filter(|v| !v.is_null()),
-        }
+        Some(arg.resolve(variables)).filter(|v| !v.is_null())
     }
 }
 
@@ -233,14 +260,31 @@ impl Parser {
                 "null" => Value::Null,
                 _ => Value::String(n),
             })),
+            Some(Token::Punct('{')) => {
+                let mut fields = vec![];
+                while self.peek() != Some(&Token::Punct('}')) {
+                    if self.peek().is_none() {
+                        return Err("unterminated input object".into());
+                    }
+                    let key = self.name()?;
+                    self.expect(':')?;
+                    fields.push((key, self.value()?));
+                }
+                self.at += 1;
+                Ok(Arg::Object(fields))
+            }
             other => Err(format!("unsupported argument value {other:?}")),
         }
     }
 
-    /// `query Name($a: T!, …) { … }` or `{ … }`.
-    fn operation(&mut self) -> Result<Vec<Field>, String> {
+    /// `query Name($a: T!, …) { … }`, `mutation Name(…) { … }` or `{ … }`.
+    fn operation(&mut self) -> Result<(Operation, Vec<Field>), String> {
+        let mut operation = Operation::Query;
         match self.peek() {
-            Some(Token::Name(n)) if n == "query" => {
+            Some(Token::Name(n)) if n == "query" || n == "mutation" => {
+                if n == "mutation" {
+                    operation = Operation::Mutation;
+                }
                 self.at += 1;
                 if let Some(Token::Name(_)) = self.peek() {
                     self.at += 1;
@@ -262,7 +306,7 @@ impl Parser {
                     }
                 }
             }
-            Some(Token::Name(n)) if n == "mutation" || n == "subscription" => {
+            Some(Token::Name(n)) if n == "subscription" => {
                 return Err(format!("{n}s are not supported by the sandbox"));
             }
             _ => {}
@@ -271,17 +315,25 @@ impl Parser {
         if self.peek().is_some() {
             return Err("more than one operation is not supported by the sandbox".into());
         }
-        Ok(fields)
+        Ok((operation, fields))
     }
 }
 
-/// Parses a query document into its root selection.
-pub fn parse(query: &str) -> Result<Vec<Field>, String> {
+/// Parses a document of one query or mutation into its kind and root selection.
+pub fn parse_operation(document: &str) -> Result<(Operation, Vec<Field>), String> {
     Parser {
-        tokens: tokenize(query)?,
+        tokens: tokenize(document)?,
         at: 0,
     }
     .operation()
+}
+
+/// Parses a query document into its root selection (a mutation is refused).
+pub fn parse(query: &str) -> Result<Vec<Field>, String> {
+    match parse_operation(query)? {
+        (Operation::Query, fields) => Ok(fields),
+        (Operation::Mutation, _) => Err("a mutation where a query was expected".into()),
+    }
 }
 
 fn is_connection(field: &Field) -> bool {
@@ -357,7 +409,26 @@ fn actual_field_cost(field: &Field, value: &Value) -> f64 {
                             .sum()
                     })
             });
-        return 2.0 + nodes;
+        let edges = field
+            .selection
+            .iter()
+            .find(|f| f.name == "edges")
+            .map_or(0.0, |e| {
+                let node = e.selection.iter().find(|n| n.name == "node");
+                value
+                    .get(e.key())
+                    .and_then(Value::as_array)
+                    .map_or(0.0, |list| {
+                        list.iter()
+                            .map(|edge| {
+                                node.map_or(0.0, |n| {
+                                    1.0 + actual_cost(&n.selection, &edge[n.key()])
+                                })
+                            })
+                            .sum()
+                    })
+            });
+        return 2.0 + nodes + edges;
     }
     match value {
         Value::Array(list) => list
@@ -430,8 +501,14 @@ pub fn project(
                     .unwrap_or(0);
                 let page: Vec<Value> = nodes.iter().skip(offset).take(limit).cloned().collect();
                 let end = offset + page.len();
+                let edges: Vec<Value> = page
+                    .iter()
+                    .enumerate()
+                    .map(|(i, node)| json!({"node": node, "cursor": encode_offset(offset + i + 1)}))
+                    .collect();
                 let connection = json!({
                     "nodes": page,
+                    "edges": edges,
                     "pageInfo": {
                         "hasNextPage": end < nodes.len(),
                         "hasPreviousPage": offset > 0,
@@ -768,6 +845,19 @@ mod tests {
         assert_eq!(root[0].arg("sortKey", &vars), Some(json!("UPDATED_AT")));
         assert_eq!(root[0].arg("after", &vars), None);
         assert!(parse("mutation { x }").is_err());
+        let (op, root) = parse_operation(
+            "mutation M($t: WebhookSubscriptionTopic!) { create(topic: $t, input: {uri: \"https://h\", format: JSON}) { userErrors { message } } }",
+        )
+        .unwrap();
+        assert_eq!(op, Operation::Mutation);
+        assert_eq!(
+            root[0].arg("input", &json!({})),
+            Some(json!({"uri": "https://h", "format": "JSON"}))
+        );
+        assert_eq!(
+            root[0].arg("topic", &json!({"t": "ORDERS_PAID"})),
+            Some(json!("ORDERS_PAID"))
+        );
         assert!(parse("{ orders { ...F } }").is_err());
         assert!(parse("{ orders(first: 1) { id ").is_err());
     }

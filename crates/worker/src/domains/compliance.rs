@@ -367,6 +367,8 @@ impl ComplianceHandler {
             ("dead_letter_archive", "shop_domain = $1"),
             ("data_request_exports", "shop_domain = $1"),
             ("notification_outbox", "shop_domain = $1"),
+            ("payment_sync", "shop_domain = $1"),
+            ("payment_watermarks", "shop_domain = $1"),
             ("shopify_offline_tokens", "shop = $1"),
             ("shop_uninstalls", "shop_domain = $1"),
         ] {

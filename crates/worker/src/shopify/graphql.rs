@@ -22,7 +22,10 @@
 //! The client is generic ([`AdminClient::query`] deserialises `data` into the caller's type) so
 //! mutations (`orderMarkAsPaid`, `orderUpdate`, `webhookSubscriptionCreate`, …) go through the
 //! same throttling, token and error handling: their `userErrors` are part of `data` and remain the
-//! caller's to read.
+//! caller's to read. A mutation goes through [`AdminClient::mutate`], which retries only what
+//! Shopify cannot have run (a refused connection, 429, `THROTTLED`, a 401 before the renewal): a
+//! timeout, a dropped answer or a 5xx after the request went out is [`AdminError::Unknown`],
+//! for the caller to settle by reading before it sends the mutation again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -165,6 +168,17 @@ pub enum AdminError {
     /// The answer is not a GraphQL response, or its `data` is not what the query asks for.
     #[error("unreadable Shopify GraphQL answer: {0}")]
     Unreadable(String),
+    /// A mutation was sent and no answer says what became of it (a timeout, a dropped
+    /// connection, a 5xx): it may have run. Read before sending it again.
+    #[error("no answer to the mutation, it may have run: {0}")]
+    Unknown(String),
+}
+
+impl AdminError {
+    /// Whether a mutation that failed so may have run.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, AdminError::Unknown(_))
+    }
 }
 
 /// How the client retries and waits.
@@ -348,6 +362,28 @@ impl AdminClient {
         query: &str,
         variables: Value,
     ) -> Result<T, AdminError> {
+        self.run(shop, query, variables, false).await
+    }
+
+    /// Runs the mutation `mutation` with `variables` against `shop` and reads `data` as `T`; an
+    /// attempt that may have run is not repeated but answered [`AdminError::Unknown`].
+    #[tracing::instrument(name = "shopify_graphql_mutation", skip_all, fields(shop = %shop))]
+    pub async fn mutate<T: DeserializeOwned>(
+        &self,
+        shop: &str,
+        mutation: &str,
+        variables: Value,
+    ) -> Result<T, AdminError> {
+        self.run(shop, mutation, variables, true).await
+    }
+
+    async fn run<T: DeserializeOwned>(
+        &self,
+        shop: &str,
+        query: &str,
+        variables: Value,
+        mutation: bool,
+    ) -> Result<T, AdminError> {
         let key = {
             let mut h = DefaultHasher::new();
             query.hash(&mut h);
@@ -382,6 +418,9 @@ impl AdminClient {
                 Ok(r) => r,
                 Err(e) => {
                     count("transport_error");
+                    if mutation && !e.is_connect() {
+                        return Err(AdminError::Unknown(crate::failure::error_chain(&e)));
+                    }
                     failures += 1;
                     self.back_off(failures, None, crate::failure::error_chain(&e))
                         .await?;
@@ -403,6 +442,10 @@ impl AdminClient {
                 renewed = true;
                 continue;
             }
+            if mutation && status >= 500 {
+                count("unavailable");
+                return Err(AdminError::Unknown(format!("HTTP {status}")));
+            }
             if status == 429 || status >= 500 {
                 count("unavailable");
                 let retry_after = crate::downstream::retry_after(&response);
@@ -420,6 +463,10 @@ impl AdminClient {
             }
             let text = match response.text().await {
                 Ok(t) => t,
+                Err(e) if mutation => {
+                    count("transport_error");
+                    return Err(AdminError::Unknown(crate::failure::error_chain(&e)));
+                }
                 Err(e) => {
                     count("transport_error");
                     failures += 1;

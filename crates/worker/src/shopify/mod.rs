@@ -10,10 +10,13 @@
 //!   typed errors; every query and mutation of the worker goes through it.
 //! - [`orders`]: the orders and refunds the reconciliation poller reads, and their mapping to
 //!   the webhook payloads the orders domain parses.
+//! - [`setup`]: what a shop must have set up — webhook subscriptions, granted scopes, a
+//!   supported API version — for `hookctl shopify subscriptions --apply` and `hookctl doctor`.
 
 pub mod grant;
 pub mod graphql;
 pub mod orders;
+pub mod setup;
 pub mod token;
 pub mod token_store;
 

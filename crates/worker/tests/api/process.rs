@@ -38,6 +38,55 @@ async fn migrate_creates_the_schema_once_and_is_idempotent() {
 }
 
 #[tokio::test]
+async fn an_applied_migration_whose_sql_changed_stops_the_start_with_what_to_do() {
+    let world = World::new().await;
+    let migrate = || {
+        Command::new(env!("CARGO_BIN_EXE_hookline-worker"))
+            .arg("migrate")
+            .envs(world.env(&[]).iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .unwrap()
+    };
+    assert!(migrate().status.success());
+    let db = world.db.client().await;
+    // Rows from before checksums existed get one on the next start, and pass.
+    db.execute(
+        "UPDATE hookline_migrations SET checksum = NULL WHERE version = 1",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(migrate().status.success());
+    let restored: String = db
+        .query_one(
+            "SELECT checksum FROM hookline_migrations WHERE version = 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        restored,
+        hookline_worker::migrate::checksum(hookline_worker::migrate::MIGRATIONS[0].2)
+    );
+    // As if the database had been built from an edited file.
+    db.execute(
+        "UPDATE hookline_migrations SET checksum = 'edited' WHERE version = 2",
+        &[],
+    )
+    .await
+    .unwrap();
+    let out = migrate();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("migration 2 (order_sync) was applied from other SQL")
+            && stderr.contains("add a new migration"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn sigterm_finishes_in_flight_work_exits_cleanly_and_loses_nothing() {
     let world = World::new().await;
     let n: i64 = 300;

@@ -72,11 +72,15 @@ impl Setup {
     /// What the sandbox's Admin API answers to `token`.
     async fn admin_status(&self, token: &Secret) -> u16 {
         reqwest::Client::new()
-            .get(format!(
-                "{}/shops/{SHOP}/admin/api/2025-10/orders.json",
+            .post(format!(
+                "{}/shops/{SHOP}/admin/api/2026-07/graphql.json",
                 self.sandbox.base_url
             ))
             .header("x-shopify-access-token", token.expose())
+            .json(&serde_json::json!({
+                "query": hookline_worker::shopify::orders::LIST_ORDERS,
+                "variables": {"first": 1, "after": null, "query": "updated_at:>='2026-01-01T00:00:00Z'"},
+            }))
             .send()
             .await
             .unwrap()

@@ -1,15 +1,21 @@
 //! Shopify order → sevDesk invoice, in decimal money, checked to the cent before anything is sent.
+//! The decisions and their reasons are in `docs/order-maths.md`; in short:
 //!
-//! Positions: one per line item (unit price and quantity as Shopify has them, tax rate from the
-//! line's `tax_lines`), one negative position per line discount (so discounts stay visible and
-//! exact instead of being spread over unit prices), one per shipping line. Prices are net when the
-//! shop's prices exclude tax (`showNet`), gross when they include it, exactly as in the order.
-//!
-//! Total: with net prices, tax is computed per tax rate on the sum of that rate's positions and
-//! rounded half away from zero to the cent — how sevDesk sums an invoice — and added to the net
-//! sum; with gross prices the total is the sum of the positions. It must equal Shopify's
-//! `total_price` to the cent, or nothing is sent (`amount_mismatch`): a wrong invoice is worse
-//! than a late one.
+//! - **What is invoiced** is the order as it stands: `current_quantity` units per line (lines with
+//!   none left out, removed shipping lines too), checked against `current_total_price`. Gift cards
+//!   sold are left out (a multi-purpose voucher is no supply); gift cards redeemed pay the invoice
+//!   and are no discount ([`gateway_money`]). Duties and additional fees are positions of the
+//!   export they belong to; a cash rounding is a 0 % position. A tip is dead-lettered.
+//! - **Positions**: one per line item (its unit price and units, its rate from `tax_lines`), one
+//!   negative position per line discount (so discounts stay visible and exact instead of being
+//!   spread over unit prices), one per shipping line. Gross shops send gross prices.
+//! - **Net shops**: Shopify computes tax per line and rounds per line; sevDesk computes it again
+//!   from the positions, and the spec does not say whether per rate, per position or per unit.
+//!   Net positions are sent only when all three give Shopify's tax to the cent. Otherwise the
+//!   positions are sent gross, each carrying Shopify's own tax, so the document's total is the sum
+//!   of the positions whichever way sevDesk rounds.
+//! - **Total**: must equal [`invoiced_total`] to the cent, or nothing is sent (`amount_mismatch`):
+//!   a wrong invoice is worse than a late one.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -61,8 +67,22 @@ pub struct TaxLine {
 /// A discount allocated to a line.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DiscountAllocation {
-    /// The amount taken off the line.
+    /// The amount taken off the line (net in a net shop, gross in a tax-inclusive one).
     pub amount: Dec,
+    /// Which of the order's `discount_applications` it comes from (for the position's text).
+    #[serde(default)]
+    pub discount_application_index: Option<usize>,
+}
+
+/// A discount of the order (`discount_applications[]`): what allocations point to.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DiscountApplication {
+    /// The code the customer entered (`discount_code` applications).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The title (`manual` and `automatic` applications).
+    #[serde(default)]
+    pub title: Option<String>,
 }
 
 /// A line item.
@@ -72,10 +92,16 @@ pub struct LineItem {
     pub id: i64,
     /// Product title.
     pub title: String,
-    /// Units.
+    /// Units ordered.
     pub quantity: i64,
+    /// Units left after edits and refunds; absent in payloads older than the field.
+    #[serde(default)]
+    pub current_quantity: Option<i64>,
     /// Unit price.
     pub price: Dec,
+    /// A gift card sold (a multi-purpose voucher: no supply, no revenue at sale).
+    #[serde(default)]
+    pub gift_card: bool,
     /// SKU.
     #[serde(default)]
     pub sku: Option<String>,
@@ -100,6 +126,9 @@ pub struct ShippingLine {
     /// Discounts on the shipping.
     #[serde(default)]
     pub discount_allocations: Vec<DiscountAllocation>,
+    /// Removed by an order edit.
+    #[serde(default)]
+    pub is_removed: bool,
 }
 
 /// The customer.
@@ -212,8 +241,43 @@ pub struct Order {
     /// `pending`, `paid`, `refunded`, …
     #[serde(default)]
     pub financial_status: Option<String>,
-    /// What the customer pays.
+    /// The customer's currency, when it differs from the shop's (`*_set.presentment_money`).
+    #[serde(default)]
+    pub presentment_currency: Option<String>,
+    /// What the customer pays, as ordered.
     pub total_price: Dec,
+    /// What the customer pays after edits and refunds; absent in older payloads.
+    #[serde(default)]
+    pub current_total_price: Option<Dec>,
+    /// The same in both currencies.
+    #[serde(default)]
+    pub current_total_price_set: Option<MoneySet>,
+    /// Tips (`0.00` when none).
+    #[serde(default)]
+    pub total_tip_received: Option<Dec>,
+    /// Duties charged (null when none).
+    #[serde(default)]
+    pub current_total_duties_set: Option<MoneySet>,
+    /// Whether the duties are inside the prices.
+    #[serde(default)]
+    pub duties_included: bool,
+    /// Additional fees charged (null when none).
+    #[serde(default)]
+    pub current_total_additional_fees_set: Option<MoneySet>,
+    /// Cash rounding of the payment: money received = total + this.
+    #[serde(default)]
+    pub total_cash_rounding_payment_adjustment_set: Option<MoneySet>,
+    /// The order's discounts, for the positions' text.
+    #[serde(default)]
+    pub discount_applications: Vec<DiscountApplication>,
+    /// Refunds already made (only whether there are any is read).
+    #[serde(default)]
+    pub refunds: Vec<serde_json::Value>,
+    /// Payment transactions. Not part of Shopify's order webhook; an order read through the
+    /// Admin API (reconciliation) carries them, and they are the only source of how much a gift
+    /// card paid when another gateway paid the rest.
+    #[serde(default)]
+    pub transactions: Vec<Transaction>,
     /// Whether prices include tax.
     #[serde(default)]
     pub taxes_included: bool,
@@ -257,6 +321,16 @@ impl Schema for Order {
         "processed_at",
         "currency",
         "presentment_currency",
+        "current_total_price",
+        "current_total_price_set",
+        "total_tip_received",
+        "current_total_duties_set",
+        "duties_included",
+        "current_total_additional_fees_set",
+        "total_cash_rounding_payment_adjustment_set",
+        "discount_applications",
+        "refunds",
+        "transactions",
         "financial_status",
         "fulfillment_status",
         "total_price",
@@ -334,19 +408,23 @@ pub struct InvoiceDraft {
     pub show_net: bool,
     /// Positions.
     pub positions: Vec<Position>,
-    /// The total, equal to Shopify's `total_price`.
+    /// The total, equal to [`invoiced_total`].
     pub total: Decimal,
 }
 
-/// Why an order cannot become an invoice.
+/// Why an order cannot become an invoice, or its payment cannot be booked. Each carries the
+/// dead-letter reason it is filed under ([`MappingError::reason`]); the reasons are listed in
+/// `docs/order-maths.md`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MappingError {
-    /// Our sum differs from Shopify's `total_price`.
-    #[error("invoice total {computed} differs from Shopify's total_price {shopify}")]
+    /// Our sum differs from what Shopify says the invoice is worth.
+    #[error(
+        "invoice total {computed} differs from Shopify's {shopify} (current_total_price without gift cards sold, with cash rounding)"
+    )]
     AmountMismatch {
         /// What the positions add up to.
         computed: Decimal,
-        /// `total_price`.
+        /// `current_total_price` (else `total_price`) − gift cards sold + cash rounding.
         shopify: Decimal,
     },
     /// A line with a non-positive quantity.
@@ -355,6 +433,40 @@ pub enum MappingError {
     /// The order fits no row of the tax table.
     #[error(transparent)]
     TaxRuleUndecidable(#[from] Undecidable),
+    /// The documents cannot be issued in a currency the German VAT return accepts.
+    #[error(
+        "the shop's currency is {shop} (the customer paid in {presentment}): a German invoice must state its VAT in EUR, which the order does not carry"
+    )]
+    CurrencyUndecidable {
+        /// `currency`.
+        shop: String,
+        /// `presentment_currency`.
+        presentment: String,
+    },
+    /// A tip, whose VAT treatment depends on who keeps it.
+    #[error(
+        "the order carries a tip of {tip}: kept by the merchant it is taxable consideration at the rate of the supply, passed on to staff it is not the merchant's revenue; the order does not say which"
+    )]
+    TipUndecidable {
+        /// `total_tip_received`.
+        tip: Decimal,
+    },
+    /// Automatic booking could be wrong: a person decides.
+    #[error("{0}")]
+    NeedsReview(String),
+}
+
+impl MappingError {
+    /// The dead-letter reason (`x-hookline-reason`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            MappingError::AmountMismatch { .. } | MappingError::BadQuantity(_) => "amount_mismatch",
+            MappingError::TaxRuleUndecidable(_) => "tax_rule_undecidable",
+            MappingError::CurrencyUndecidable { .. } => "currency_undecidable",
+            MappingError::TipUndecidable { .. } => "tip_undecidable",
+            MappingError::NeedsReview(_) => "needs_review",
+        }
+    }
 }
 
 /// The reference that identifies an order's invoice in sevDesk: `customerInternalNote`, which
@@ -447,72 +559,444 @@ fn cents(d: Decimal) -> Decimal {
     d.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero)
 }
 
-/// Maps `order` to the invoice to create, or says why it cannot.
-pub fn invoice_for(order: &Order, settings: TaxSettings) -> Result<InvoiceDraft, MappingError> {
+/// The gateway Shopify names for gift-card payments.
+pub const GIFT_CARD_GATEWAY: &str = "gift_card";
+
+/// The shop-currency amount of a money set (zero when absent or null). The plain amount fields
+/// (`price`, `total_price`, …) are in the shop's currency, and so is every amount read here.
+fn shop_amount(set: Option<&MoneySet>) -> Decimal {
+    set.map_or(Decimal::ZERO, |s| s.shop_money.amount.0)
+}
+
+/// Units still on the order: `current_quantity` (edits and refunds taken off), else `quantity`.
+fn units_now(line: &LineItem) -> i64 {
+    line.current_quantity.unwrap_or(line.quantity)
+}
+
+/// The part of `amount` (given for all `ordered` units) that falls on the `now` units left.
+/// Shopify's line discounts and taxes are for the units ordered; after an edit removed some of
+/// them, the share is taken pro rata and rounded to the cent (the total check decides).
+fn share(amount: Decimal, now: i64, ordered: i64) -> Decimal {
+    if now == ordered || ordered == 0 {
+        amount
+    } else {
+        cents(amount * Decimal::from(now) / Decimal::from(ordered))
+    }
+}
+
+/// The money of gift cards sold on the order (as they stand now): not revenue, not invoiced.
+fn gift_cards_sold(order: &Order) -> Decimal {
+    order
+        .line_items
+        .iter()
+        .filter(|l| l.gift_card && units_now(l) > 0)
+        .map(|l| {
+            let now = units_now(l);
+            let discount: Decimal = l.discount_allocations.iter().map(|d| d.amount.0).sum();
+            let tax: Decimal = if order.taxes_included {
+                Decimal::ZERO
+            } else {
+                l.tax_lines
+                    .iter()
+                    .filter_map(|t| t.price)
+                    .map(|p| p.0)
+                    .sum()
+            };
+            Decimal::from(now) * l.price.0 - share(discount, now, l.quantity)
+                + share(tax, now, l.quantity)
+        })
+        .sum()
+}
+
+/// The cash rounding of the payment (`total_cash_rounding_payment_adjustment_set`).
+fn cash_rounding(order: &Order) -> Decimal {
+    shop_amount(order.total_cash_rounding_payment_adjustment_set.as_ref())
+}
+
+/// What the order's invoice is worth as Shopify sees it: `current_total_price` (else
+/// `total_price`) without gift cards sold and with the cash rounding of the payment, in the
+/// shop's currency. The invoice's positions must add up to it to the cent.
+pub fn invoiced_total(order: &Order) -> Decimal {
+    let now = order.current_total_price.unwrap_or(order.total_price).0;
+    cents(now - gift_cards_sold(order) + cash_rounding(order))
+}
+
+/// The money to book on the invoice from the payment gateways' check account, and through which
+/// gateways it came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayMoney {
+    /// The invoice total less what gift cards paid.
+    pub amount: Decimal,
+    /// The gateways that paid it (`gift_card` left out).
+    pub gateways: Vec<String>,
+    /// What gift cards paid of the invoice: a redeemed voucher, not money received now.
+    pub gift_card: Decimal,
+}
+
+/// Splits the invoice's payment into gift cards and money (see `docs/order-maths.md`): a gift
+/// card redeemed pays the invoice but brings no money in (the money came when it was sold).
+///
+/// Without a gift card everything is money; paid by gift cards only, nothing is. Gift card and
+/// another gateway: the split comes from the order's successful `sale`/`capture` transactions,
+/// which the order webhook does not carry — without them a person books it (`needs_review`).
+pub fn gateway_money(order: &Order) -> Result<GatewayMoney, MappingError> {
+    let invoiced = invoiced_total(order);
+    let is_gift = |g: &str| g.eq_ignore_ascii_case(GIFT_CARD_GATEWAY);
+    let gateways: Vec<String> = order
+        .payment_gateway_names
+        .iter()
+        .filter(|g| !is_gift(g))
+        .cloned()
+        .collect();
+    let redeemed = order.payment_gateway_names.iter().any(|g| is_gift(g));
+    let gift_card = if !redeemed {
+        Decimal::ZERO
+    } else if gateways.is_empty() {
+        invoiced
+    } else {
+        let taken: Vec<&Transaction> = order
+            .transactions
+            .iter()
+            .filter(|t| matches!(t.kind.as_str(), "sale" | "capture") && t.status == "success")
+            .collect();
+        if taken.is_empty() {
+            return Err(MappingError::NeedsReview(format!(
+                "order {} was paid with a gift card and {}: how much each paid is not in the order webhook",
+                order.name,
+                gateways.join(" + ")
+            )));
+        }
+        if let Some(t) = taken
+            .iter()
+            .find(|t| t.currency.as_deref().is_some_and(|c| c != order.currency))
+        {
+            return Err(MappingError::NeedsReview(format!(
+                "order {}: a payment transaction is in {}, not the shop's {}",
+                order.name,
+                t.currency.as_deref().unwrap_or_default(),
+                order.currency
+            )));
+        }
+        taken
+            .iter()
+            .filter(|t| t.gateway.as_deref().is_some_and(is_gift))
+            .map(|t| t.amount.0)
+            .sum()
+    };
+    let amount = invoiced - gift_card;
+    if amount < Decimal::ZERO {
+        return Err(MappingError::NeedsReview(format!(
+            "order {}: gift cards paid {gift_card}, more than the invoice's {invoiced}",
+            order.name
+        )));
+    }
+    Ok(GatewayMoney {
+        amount,
+        gateways: if amount.is_zero() { vec![] } else { gateways },
+        gift_card,
+    })
+}
+
+/// What an order event that arrives after its invoice exists means for it (the decision of
+/// `docs/order-maths.md`, for the state machine to call): nothing when the order still comes to
+/// what was invoiced less what credit notes took off; otherwise a person decides — an issued
+/// invoice is never changed silently, and an edit that adds or removes goods after invoicing
+/// needs a correction document the webhook cannot tell hookline how to issue.
+pub fn edit_after_invoice(
+    invoiced: Decimal,
+    credited: Decimal,
+    order: &Order,
+) -> Result<(), MappingError> {
+    let now = invoiced_total(order);
+    if now == cents(invoiced - credited) {
+        return Ok(());
+    }
+    Err(MappingError::NeedsReview(format!(
+        "order {} changed after its invoice: invoiced {invoiced}, credited {credited}, Shopify now says {now}",
+        order.name
+    )))
+}
+
+/// One thing charged, before it is written as positions.
+struct Charge {
+    /// Text of the position.
+    name: String,
+    /// Text of its discount position.
+    discount_name: String,
+    /// Units.
+    quantity: Decimal,
+    /// Unit price as the order has it (net or gross).
+    unit: Decimal,
+    /// Taken off (same basis as `unit`).
+    discount: Decimal,
+    /// Percent.
+    rate: Decimal,
+    /// Shopify's tax on it after the discount, when known (net shops).
+    tax: Option<Decimal>,
+}
+
+impl Charge {
+    fn net(&self) -> Decimal {
+        self.quantity * self.unit - self.discount
+    }
+}
+
+fn discount_label(order: &Order, allocations: &[DiscountAllocation]) -> String {
+    let mut labels: Vec<String> = allocations
+        .iter()
+        .filter_map(|a| a.discount_application_index)
+        .filter_map(|i| order.discount_applications.get(i))
+        .filter_map(|a| a.code.clone().or_else(|| a.title.clone()))
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    labels.dedup();
+    match labels.as_slice() {
+        [one] => format!("Rabatt {one}"),
+        _ => "Rabatt".to_owned(),
+    }
+}
+
+fn shopify_tax(tax_lines: &[TaxLine]) -> Option<Decimal> {
+    tax_lines
+        .iter()
+        .map(|t| t.price.map(|p| p.0))
+        .sum::<Option<Decimal>>()
+}
+
+/// Whether sevDesk, summing net positions, arrives at Shopify's tax to the cent whichever way it
+/// rounds: per rate on the sum, per position, or per unit. The published spec does not say which
+/// (a position carries `priceTax` per unit and `sumTax` per position), so net positions are sent
+/// only when all three agree with each other and with Shopify's per-line tax.
+fn net_is_exact(charges: &[Charge]) -> bool {
+    let mut groups: BTreeMap<Decimal, Vec<&Charge>> = BTreeMap::new();
+    for c in charges {
+        groups.entry(c.rate.normalize()).or_default().push(c);
+    }
+    groups.iter().all(|(rate, group)| {
+        let r = *rate / Decimal::ONE_HUNDRED;
+        let per_rate = cents(group.iter().map(|c| c.net()).sum::<Decimal>() * r);
+        let per_position: Decimal = group
+            .iter()
+            .map(|c| cents(c.quantity * c.unit * r) - cents(c.discount * r))
+            .sum();
+        let per_unit: Decimal = group
+            .iter()
+            .map(|c| c.quantity * cents(c.unit * r) - cents(c.discount * r))
+            .sum();
+        let shopify = group.iter().map(|c| c.tax).sum::<Option<Decimal>>();
+        per_rate == per_position && per_rate == per_unit && shopify.is_none_or(|t| t == per_rate)
+    })
+}
+
+/// Positions as the order states its prices: a position per charge, a negative one per discount.
+fn stated_positions(charges: &[Charge]) -> Vec<Position> {
     let mut positions = vec![];
+    for c in charges {
+        positions.push(Position {
+            name: c.name.clone(),
+            quantity: c.quantity,
+            price: c.unit,
+            tax_rate: c.rate,
+        });
+        if !c.discount.is_zero() {
+            positions.push(Position {
+                name: c.discount_name.clone(),
+                quantity: Decimal::ONE,
+                price: -c.discount,
+                tax_rate: c.rate,
+            });
+        }
+    }
+    positions
+}
+
+/// Gross positions for a net shop whose tax sevDesk could round differently: each charge with
+/// Shopify's own tax added (its discount taken off), so the document's total is the sum of the
+/// positions whichever way sevDesk rounds. The unit price stays when the gross amount divides by
+/// the units to the cent; otherwise the position is the line's amount, its units in the text.
+fn gross_positions(charges: &[Charge]) -> Vec<Position> {
+    charges
+        .iter()
+        .map(|c| {
+            let net = c.net();
+            let gross = net
+                + c.tax
+                    .unwrap_or_else(|| cents(net * c.rate / Decimal::ONE_HUNDRED));
+            let name = if c.discount.is_zero() {
+                c.name.clone()
+            } else {
+                format!(
+                    "{} ({} {} netto abgezogen)",
+                    c.name, c.discount_name, c.discount
+                )
+            };
+            let unit = gross / c.quantity;
+            if unit == cents(unit) {
+                Position {
+                    name,
+                    quantity: c.quantity,
+                    price: cents(unit),
+                    tax_rate: c.rate,
+                }
+            } else {
+                Position {
+                    name: format!("{} × {name}", c.quantity.normalize()),
+                    quantity: Decimal::ONE,
+                    price: gross,
+                    tax_rate: c.rate,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Maps `order` to the invoice to create, or says why it cannot. The decisions, with their
+/// reasons, are in `docs/order-maths.md`.
+pub fn invoice_for(order: &Order, settings: TaxSettings) -> Result<InvoiceDraft, MappingError> {
+    if let Some(tip) = order.total_tip_received.filter(|t| !t.0.is_zero()) {
+        return Err(MappingError::TipUndecidable { tip: tip.0 });
+    }
+    if !order.refunds.is_empty() {
+        return Err(MappingError::NeedsReview(format!(
+            "order {} was refunded before it was invoiced: its current figures no longer show what was sold",
+            order.name
+        )));
+    }
+    let taxes_included = order.taxes_included;
+    let mut charges = vec![];
     for line in &order.line_items {
-        if line.quantity < 1 {
+        let now = units_now(line);
+        if line.quantity < 1 || now < 0 {
             return Err(MappingError::BadQuantity(line.id));
         }
-        let rate = percent(&line.tax_lines);
+        if now == 0 || line.gift_card {
+            continue;
+        }
         let name = match &line.sku {
             Some(sku) if !sku.is_empty() => format!("{} ({sku})", line.title),
             _ => line.title.clone(),
         };
-        positions.push(Position {
-            name,
-            quantity: Decimal::from(line.quantity),
-            price: line.price.0,
-            tax_rate: rate,
-        });
         let discount: Decimal = line.discount_allocations.iter().map(|d| d.amount.0).sum();
-        if !discount.is_zero() {
-            positions.push(Position {
-                name: format!("Rabatt: {}", line.title),
-                quantity: Decimal::ONE,
-                price: -discount,
-                tax_rate: rate,
-            });
-        }
-    }
-    for shipping in &order.shipping_lines {
-        let rate = percent(&shipping.tax_lines);
-        positions.push(Position {
-            name: format!("Versand: {}", shipping.title),
-            quantity: Decimal::ONE,
-            price: shipping.price.0,
-            tax_rate: rate,
+        charges.push(Charge {
+            discount_name: format!(
+                "{}: {}",
+                discount_label(order, &line.discount_allocations),
+                line.title
+            ),
+            name,
+            quantity: Decimal::from(now),
+            unit: line.price.0,
+            discount: share(discount, now, line.quantity),
+            rate: percent(&line.tax_lines),
+            tax: shopify_tax(&line.tax_lines).filter(|_| now == line.quantity),
         });
+    }
+    for shipping in order.shipping_lines.iter().filter(|s| !s.is_removed) {
         let discount: Decimal = shipping
             .discount_allocations
             .iter()
             .map(|d| d.amount.0)
             .sum();
-        if !discount.is_zero() {
-            positions.push(Position {
-                name: format!("Rabatt: Versand {}", shipping.title),
+        charges.push(Charge {
+            name: format!("Versand: {}", shipping.title),
+            discount_name: format!(
+                "{}: Versand {}",
+                discount_label(order, &shipping.discount_allocations),
+                shipping.title
+            ),
+            quantity: Decimal::ONE,
+            unit: shipping.price.0,
+            discount,
+            rate: percent(&shipping.tax_lines),
+            tax: shopify_tax(&shipping.tax_lines),
+        });
+    }
+    if charges.is_empty() {
+        return Err(MappingError::NeedsReview(format!(
+            "order {} sells nothing but gift cards: a multi-purpose voucher (§ 3 Abs. 15 UStG) is no supply, so there is nothing to invoice; its money is a liability until redeemed",
+            order.name
+        )));
+    }
+    // Charges no tax line covers: duties and additional fees (tax free with the export they
+    // belong to, checked below), and the cash rounding of the payment.
+    let duties = if order.duties_included {
+        Decimal::ZERO
+    } else {
+        shop_amount(order.current_total_duties_set.as_ref())
+    };
+    let fees = shop_amount(order.current_total_additional_fees_set.as_ref());
+    let rounding = cash_rounding(order);
+    if rounding.abs() >= Decimal::new(10, 2) {
+        return Err(MappingError::NeedsReview(format!(
+            "order {}: a cash rounding of {rounding} is no rounding",
+            order.name
+        )));
+    }
+    for (amount, name) in [
+        (duties, "Zölle und Einfuhrabgaben"),
+        (fees, "Zusatzgebühren"),
+        (rounding, "Rundungsdifferenz Barzahlung"),
+    ] {
+        if !amount.is_zero() {
+            charges.push(Charge {
+                name: name.to_owned(),
+                discount_name: String::new(),
                 quantity: Decimal::ONE,
-                price: -discount,
-                tax_rate: rate,
+                unit: amount,
+                discount: Decimal::ZERO,
+                rate: Decimal::ZERO,
+                tax: Some(Decimal::ZERO),
             });
         }
     }
-    let show_net = !order.taxes_included;
+    let (show_net, positions) = if taxes_included {
+        (false, stated_positions(&charges))
+    } else if net_is_exact(&charges) {
+        (true, stated_positions(&charges))
+    } else {
+        (false, gross_positions(&charges))
+    };
     let total = invoice_total(&positions, show_net);
-    if total != cents(order.total_price.0) {
+    let expected = invoiced_total(order);
+    if total != expected {
         return Err(MappingError::AmountMismatch {
             computed: total,
-            shopify: order.total_price.0,
+            shopify: expected,
         });
     }
     let rates: Vec<Decimal> = positions.iter().map(|p| p.tax_rate).collect();
     let treatment = treatment_for(order, settings, &rates)?;
+    if (!duties.is_zero() || !fees.is_zero()) && treatment.regime != Regime::Export {
+        return Err(Undecidable {
+            why: format!(
+                "duties ({duties}) or additional fees ({fees}) outside an export: the order carries no tax for them"
+            ),
+            facts: tax_facts(order, &rates).to_string(),
+        }
+        .into());
+    }
+    if order.currency != "EUR" {
+        return Err(MappingError::CurrencyUndecidable {
+            shop: order.currency.clone(),
+            presentment: order
+                .presentment_currency
+                .clone()
+                .unwrap_or_else(|| order.currency.clone()),
+        });
+    }
     let date = order.processed_at.unwrap_or(order.created_at);
+    let header = match order.presentment_currency.as_deref() {
+        Some(paid_in) if paid_in != order.currency => format!(
+            "Rechnung zu Bestellung {} (Beträge in {}, bezahlt in {paid_in})",
+            order.name, order.currency
+        ),
+        _ => format!("Rechnung zu Bestellung {}", order.name),
+    };
     Ok(InvoiceDraft {
         currency: order.currency.clone(),
         date,
         delivery_date: date,
-        header: format!("Rechnung zu Bestellung {}", order.name),
+        header,
         marker: marker(&order.name, order.id),
         treatment,
         show_net,
@@ -558,6 +1042,9 @@ pub struct Refund {
 pub struct MoneySet {
     /// In the shop's currency, which the order's documents are in.
     pub shop_money: Money,
+    /// In the currency the customer paid in.
+    #[serde(default)]
+    pub presentment_money: Option<Money>,
 }
 
 /// An amount.
@@ -565,6 +1052,9 @@ pub struct MoneySet {
 pub struct Money {
     /// E.g. `"4.90"`.
     pub amount: Dec,
+    /// E.g. `EUR`.
+    #[serde(default)]
+    pub currency_code: Option<String>,
 }
 
 /// A refunded shipping line (`refund_shipping_lines[]`, API 2024-10 and later).
@@ -635,10 +1125,10 @@ pub struct RefundedLine {
     pub tax_lines: Vec<TaxLine>,
 }
 
-/// A payment transaction of a refund.
+/// A payment transaction: of a refund, or of an order read through the Admin API.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Transaction {
-    /// `refund` for money given back.
+    /// `refund` for money given back; `sale` or `capture` for money taken.
     pub kind: String,
     /// `success`, `pending`, `failure`, `error`.
     pub status: String,
@@ -647,6 +1137,9 @@ pub struct Transaction {
     /// The gateway the money moved through, e.g. `shopify_payments`.
     #[serde(default)]
     pub gateway: Option<String>,
+    /// The transaction's currency.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
 
 /// An order adjustment of a refund.
@@ -934,23 +1427,39 @@ mod tests {
         );
     }
 
-    /// Hand-computed: net 3 × 9.99 = 29.97 at 19 % → 5.69 (5.6943); 1 × 12.50 book at 7 % → 0.88
-    /// (0.875, half away from zero); shipping 4.90 at 19 %; a 2.00 discount on the socks at 19 %.
-    /// 19 %: 29.97 − 2.00 + 4.90 = 32.87 → tax 6.25 (6.2453). 7 %: 12.50 → 0.88.
-    /// Total: 32.87 + 12.50 + 6.25 + 0.88 = 52.50.
+    /// Hand-computed, as Shopify computes it: per line and rounded per line. Socks 3 × 9.99 =
+    /// 29.97 − 2.00 discount = 27.97 at 19 % → 5.31 (5.3143); book 12.50 at 7 % → 0.88 (0.875);
+    /// shipping 4.90 at 19 % → 0.93 (0.931). Total 27.97 + 5.31 + 12.50 + 0.88 + 4.90 + 0.93 =
+    /// 52.49. sevDesk summing the 19 % net (32.87) would get 6.25 tax, a cent more than Shopify's
+    /// 6.24: the positions go gross, each with Shopify's tax in it, and add up to 52.49.
     #[test]
     fn several_tax_rates_discounts_and_shipping_add_up_to_the_cent() {
-        let json = r##"{"id":1,"name":"#2","created_at":"2026-11-20T10:15:02+01:00","currency":"EUR","total_price":"52.50","taxes_included":false,
+        let json = r##"{"id":1,"name":"#2","created_at":"2026-11-20T10:15:02+01:00","currency":"EUR","total_price":"52.49","taxes_included":false,
           "line_items":[
-            {"id":10,"title":"Socks","quantity":3,"price":"9.99","tax_lines":[{"rate":0.19}],"discount_allocations":[{"amount":"2.00"}]},
-            {"id":11,"title":"Book","quantity":1,"price":"12.50","tax_lines":[{"rate":0.07}]}],
-          "shipping_lines":[{"title":"DHL","price":"4.90","tax_lines":[{"rate":0.19}]}]}"##;
+            {"id":10,"title":"Socks","quantity":3,"price":"9.99","tax_lines":[{"rate":0.19,"price":"5.31"}],"discount_allocations":[{"amount":"2.00"}]},
+            {"id":11,"title":"Book","quantity":1,"price":"12.50","tax_lines":[{"rate":0.07,"price":"0.88"}]}],
+          "shipping_lines":[{"title":"DHL","price":"4.90","tax_lines":[{"rate":0.19,"price":"0.93"}]}]}"##;
         let draft = invoice_for(&order(&in_germany(json)), PLAIN).unwrap();
-        assert_eq!(draft.total, dec("52.50"));
+        assert!(!draft.show_net);
+        assert_eq!(draft.total, dec("52.49"));
         let names: Vec<&str> = draft.positions.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["Socks", "Rabatt: Socks", "Book", "Versand: DHL"]);
-        assert_eq!(draft.positions[1].price, dec("-2.00"));
-        assert_eq!(draft.positions[2].tax_rate, dec("7"));
+        assert_eq!(
+            names,
+            [
+                "3 × Socks (Rabatt: Socks 2.00 netto abgezogen)",
+                "Book",
+                "Versand: DHL"
+            ]
+        );
+        assert_eq!(draft.positions[0].price, dec("33.28"));
+        assert_eq!(draft.positions[1].price, dec("13.38"));
+        assert_eq!(draft.positions[1].tax_rate, dec("7"));
+        // A line tax that does not add up to Shopify's total is refused, not spread.
+        let per_rate = json.replace(r#""price":"5.31""#, r#""price":"5.32""#);
+        assert!(matches!(
+            invoice_for(&order(&in_germany(&per_rate)), PLAIN),
+            Err(MappingError::AmountMismatch { .. })
+        ));
     }
 
     #[test]
@@ -1200,6 +1709,45 @@ mod tests {
                 computed: dec("29.75"),
                 shopify: dec("40.00")
             })
+        );
+    }
+
+    /// The hook for an order event after its invoice: unchanged (refunds accounted for) is fine,
+    /// anything else is for a person, with both figures.
+    #[test]
+    fn an_order_changed_after_its_invoice_needs_review() {
+        let sample = order(SAMPLE);
+        assert_eq!(
+            edit_after_invoice(dec("119.00"), Decimal::ZERO, &sample),
+            Ok(())
+        );
+        let refunded = order(&SAMPLE.replace(
+            r#""total_price":"119.00""#,
+            r#""total_price":"119.00","current_total_price":"89.25""#,
+        ));
+        assert_eq!(
+            edit_after_invoice(dec("119.00"), dec("29.75"), &refunded),
+            Ok(())
+        );
+        let edited = edit_after_invoice(dec("119.00"), Decimal::ZERO, &refunded).unwrap_err();
+        assert_eq!(edited.reason(), "needs_review");
+        assert!(edited.to_string().contains("119.00") && edited.to_string().contains("89.25"));
+    }
+
+    #[test]
+    fn gift_card_money_in_another_currency_is_not_split_on_a_guess() {
+        let json = SAMPLE.replace(
+            r#""total_price":"119.00""#,
+            r#""total_price":"119.00","payment_gateway_names":["gift_card","paypal"],
+              "transactions":[{"kind":"sale","status":"success","amount":"20.00","gateway":"gift_card","currency":"USD"}]"#,
+        );
+        let e = gateway_money(&order(&json)).unwrap_err();
+        assert_eq!(e.reason(), "needs_review");
+        let json = json.replace(r#""currency":"USD""#, r#""currency":"EUR""#);
+        let money = gateway_money(&order(&json)).unwrap();
+        assert_eq!(
+            (money.amount, money.gift_card, money.gateways),
+            (dec("99.00"), dec("20.00"), vec!["paypal".to_owned()])
         );
     }
 

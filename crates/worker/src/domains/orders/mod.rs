@@ -121,7 +121,7 @@ impl OrdersHandler {
         let trace = Some(envelope.traceparent.as_str());
         let shop = envelope.shop_domain.as_str();
         let books = self.books.for_shop(shop)?;
-        let total = mapping::Dec(order.total_price.0).0;
+        let total = mapping::invoiced_total(order);
         let paid_now = topic == "orders/paid"
             && matches!(
                 order.financial_status.as_deref(),
@@ -396,6 +396,15 @@ impl OrdersHandler {
                     s.pending = None;
                     SyncState::InvoiceSent
                 }
+                Step::Book if paid_by_bank_transfer(client, shop, order.id).await? => {
+                    // The customer's transfer paid the invoice in sevDesk and the payment
+                    // poller told Shopify (see crate::payments): this orders/paid is the echo,
+                    // and there is nothing to book.
+                    end_call(client, shop, order.id).await?;
+                    s.pending = None;
+                    steps.push("paid_by_bank_transfer");
+                    SyncState::PaymentBooked
+                }
                 Step::Book => {
                     let id = invoice_id(&s)?;
                     // Re-read before booking: a booking whose answer was lost, or that sevDesk
@@ -406,7 +415,8 @@ impl OrdersHandler {
                             "sevDesk did not say what is paid on invoice {id}; not booking blind"
                         ))
                     })?;
-                    let due = total - paid;
+                    let money = mapping::gateway_money(order)?;
+                    let due = money.amount - paid;
                     if due < Decimal::ZERO {
                         return Err(HandlerError::NeedsReview(format!(
                             "invoice {id} of order {} has {paid} booked, more than its total {total}",
@@ -415,14 +425,15 @@ impl OrdersHandler {
                     }
                     if due > Decimal::ZERO {
                         let account = books.account(trace).await?;
-                        let check_account = account.account_for(&order.payment_gateway_names)?;
+                        let check_account = account.account_for(&money.gateways)?;
                         let booking = Booking {
                             resource: "Invoice",
                             id: &id,
                             amount: due,
                             date: order.processed_at.unwrap_or(order.created_at),
                             check_account,
-                            settles: true,
+                            // A gift card paid the rest: that part is not money.
+                            settles: money.gift_card.is_zero(),
                         };
                         begin_call(client, shop, order.id, "book").await?;
                         books.sevdesk.book(booking, trace).await?;
@@ -551,6 +562,22 @@ async fn begin_call(
         )
         .await?;
     Ok(())
+}
+
+/// Whether the payment poller found the invoice paid in full by the customer's transfer (and is
+/// marking, or has marked, the Shopify order paid).
+async fn paid_by_bank_transfer(
+    client: &Object,
+    shop: &str,
+    order_id: i64,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM payment_sync WHERE shop_domain = $1 AND order_id = $2 AND state IN ('marking', 'reported')",
+            &[&shop, &order_id],
+        )
+        .await?
+        .is_some())
 }
 
 /// The pending call's answer is known.
