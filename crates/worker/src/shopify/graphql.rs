@@ -625,6 +625,22 @@ pub fn gid_id(gid: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_shop_with_its_own_api_version_asks_for_it_and_the_others_for_the_deployments() {
+        let settings = AdminSettings::new("https://{shop}", "2026-07").with_shop_versions(
+            BTreeMap::from([("a.myshopify.com".to_owned(), "2026-10".to_owned())]),
+        );
+        let client = AdminClient::new(Arc::new(Tokens::new()), settings).unwrap();
+        assert_eq!(
+            client.endpoint("a.myshopify.com"),
+            "https://a.myshopify.com/admin/api/2026-10/graphql.json"
+        );
+        assert_eq!(
+            client.endpoint("b.myshopify.com"),
+            "https://b.myshopify.com/admin/api/2026-07/graphql.json"
+        );
+    }
+
     fn status(available: f64) -> ThrottleStatus {
         ThrottleStatus {
             maximum_available: 2000.0,
