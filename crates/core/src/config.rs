@@ -81,7 +81,7 @@ pub const SHUTDOWN_TIMEOUT: Setting<Seconds> = Setting::new(
 pub const SHOPS_FILE: Setting<Option<String>> = Setting::optional(
     "HOOKLINE_SHOPS_FILE",
     "one shop, from the single-shop settings",
-    "Path of the shops file (TOML): per shop its webhook secret(s), Admin API credentials and sevDesk account, for several shops in one deployment (see docs/shops.md). Relative secret paths in it are relative to the file. When set, the single-shop settings that name shops or their secrets (`HOOKLINE_SHOPS`, `HOOKLINE_RECONCILE_SHOPS`) must not be.",
+    "Path of the shops file (TOML): per shop its webhook secret(s), Admin API credentials and sevDesk account, for several shops in one deployment (see docs/shops.md). Relative secret paths in it are relative to the file. When set, the single-shop settings that name shops or their secrets (`HOOKLINE_SHOPS`, `HOOKLINE_RECONCILE_SHOPS`, `HOOKLINE_SHOPIFY_SHOP`, `HOOKLINE_SHOPIFY_CLIENT_ID`, `HOOKLINE_SHOPIFY_CLIENT_SECRET`, `HOOKLINE_SHOPIFY_REFRESH_TOKEN`) must not be; `HOOKLINE_SEVDESK_*` become the defaults of each shop's `[shop.sevdesk]`.",
 );
 
 /// Reads [`SHOPS_FILE`] and the file it names, if set.

@@ -39,7 +39,12 @@ impl Domain {
             Domain::Inventory => &["inventory_levels.#", "inventory_items.#", "products.#"],
             Domain::Orders => &["orders.#", "refunds.#"],
             // Exact keys: other `customers/*` and `shop/*` topics are not privacy requests.
-            Domain::Compliance => &["customers.data_request", "customers.redact", "shop.redact"],
+            Domain::Compliance => &[
+                "customers.data_request",
+                "customers.redact",
+                "shop.redact",
+                "app.uninstalled",
+            ],
         }
     }
 
@@ -114,6 +119,8 @@ pub struct TopicSpec {
 ///   duplicate, which is harmless because disconnecting twice has the same effect as once.
 /// - `customers/data_request`, `customers/redact`, `shop/redact`: no resource id in the payload;
 ///   the webhook id (two requests are two actions, and doing one twice changes nothing).
+/// - `app/uninstalled`: the payload is the shop itself, the same for every uninstall; the
+///   webhook id keeps an uninstall after a reinstall from being taken as a duplicate.
 pub const TOPICS: &[TopicSpec] = &[
     spec("orders/create", Domain::Orders, KeyRule::Id),
     spec("orders/updated", Domain::Orders, KeyRule::IdAndUpdatedAt),
@@ -159,6 +166,7 @@ pub const TOPICS: &[TopicSpec] = &[
     ),
     spec("customers/redact", Domain::Compliance, KeyRule::WebhookId),
     spec("shop/redact", Domain::Compliance, KeyRule::WebhookId),
+    spec("app/uninstalled", Domain::Compliance, KeyRule::WebhookId),
 ];
 
 const fn spec(topic: &'static str, domain: Domain, key: KeyRule) -> TopicSpec {

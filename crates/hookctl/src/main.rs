@@ -738,19 +738,34 @@ async fn notifications_command(
     Ok(())
 }
 
-/// `hookctl doctor`: the worker's settings, the sevDesk checks, then each Shopify shop's, one
+/// `hookctl doctor`: the worker's settings, the sevDesk checks of every shop's account (under
+/// the shop's name when a shops file gives each shop its own), then each Shopify shop's, one
 /// line each.
 async fn doctor(shop: Option<&str>, url: Option<&str>) -> anyhow::Result<()> {
     use hookline_worker::doctor;
     let settings = hookline_worker::settings::Settings::from_env()
         .context("the worker's settings are not valid")?;
-    let client = hookline_worker::startup::sevdesk_client(&settings)?;
-    let checks = doctor::sevdesk(&client, &settings.sevdesk_account).await;
+    let books = hookline_worker::startup::books(&settings)?;
     println!("sevDesk at {}", settings.sevdesk_url);
-    for check in &checks {
-        println!("{check}");
+    let mut not_ready = vec![];
+    for (account_shop, account) in books.accounts() {
+        if let Some(account_shop) = account_shop {
+            println!("shop {account_shop}:");
+        }
+        let checks = doctor::sevdesk(&account.sevdesk, &account.settings).await;
+        for check in &checks {
+            println!("{check}");
+        }
+        if doctor::blocking(&checks) {
+            not_ready.push(account_shop.unwrap_or("the account").to_owned());
+        }
     }
-    let sevdesk_blocks = doctor::blocking(&checks);
+    for not_invoiced in books.not_invoiced() {
+        println!(
+            "warn shop {not_invoiced}: no [shop.sevdesk] in the shops file; its orders are not invoiced"
+        );
+    }
+    let sevdesk_blocks = !not_ready.is_empty();
     let shop = shop.map(str::to_ascii_lowercase);
     let shops: Vec<_> = settings
         .shopify_credentials
@@ -800,9 +815,10 @@ async fn doctor(shop: Option<&str>, url: Option<&str>) -> anyhow::Result<()> {
     }
     match (sevdesk_blocks, shopify_blocks) {
         (false, false) => Ok(()),
-        (true, false) => {
-            anyhow::bail!("the sevDesk account is not ready for booking (see FAIL above)")
-        }
+        (true, false) => anyhow::bail!(
+            "not ready for booking (see FAIL above): {}",
+            not_ready.join(", ")
+        ),
         (false, true) => anyhow::bail!("a Shopify shop is not ready (see FAIL above)"),
         (true, true) => anyhow::bail!("neither sevDesk nor Shopify is ready (see FAIL above)"),
     }

@@ -285,27 +285,100 @@ struct Store {
     mail_fault_hits: u32,
 }
 
-/// The sevDesk part of the sandbox state.
+tokio::task_local! {
+    /// The API token of the request being answered: which account it works on.
+    static ACCOUNT: String;
+}
+
+/// The sevDesk part of the sandbox state: one or more accounts, each with its own API token and
+/// its own contacts, documents, settings and faults, as sevDesk keeps them apart. A request
+/// works on the account of its `Authorization` token (an unknown token gets 401); the accessors
+/// below read the account of [`DEFAULT_TOKEN`], or of the token given to [`SevDesk::as_account`].
 pub struct SevDesk {
-    store: Mutex<Store>,
-    token: String,
+    accounts: Mutex<HashMap<String, Store>>,
 }
 
 impl Default for SevDesk {
     fn default() -> Self {
         Self {
-            store: Mutex::new(Store {
-                next_id: 1000,
-                ..Store::default()
-            }),
-            token: DEFAULT_TOKEN.to_owned(),
+            accounts: Mutex::new(HashMap::from([(
+                DEFAULT_TOKEN.to_owned(),
+                Store {
+                    next_id: 1000,
+                    ..Store::default()
+                },
+            )])),
         }
     }
 }
 
+/// The current account's store, locked.
+struct StoreGuard<'a> {
+    accounts: std::sync::MutexGuard<'a, HashMap<String, Store>>,
+    token: String,
+}
+
+impl std::ops::Deref for StoreGuard<'_> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.accounts[&self.token]
+    }
+}
+
+impl std::ops::DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.accounts
+            .get_mut(&self.token)
+            .expect("the guard's account exists")
+    }
+}
+
+/// The token of the request being answered, if any.
+fn current_token() -> Option<String> {
+    ACCOUNT.try_with(Clone::clone).ok()
+}
+
+/// Runs `work` (a task the request spawns) on the request's account.
+fn on_this_account<F: std::future::Future>(
+    work: F,
+) -> impl std::future::Future<Output = F::Output> {
+    ACCOUNT.scope(
+        current_token().unwrap_or_else(|| DEFAULT_TOKEN.to_owned()),
+        work,
+    )
+}
+
 impl SevDesk {
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    fn store(&self) -> StoreGuard<'_> {
+        let accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let token = current_token()
+            .filter(|t| accounts.contains_key(t))
+            .unwrap_or_else(|| DEFAULT_TOKEN.to_owned());
+        StoreGuard { accounts, token }
+    }
+
+    /// Opens another account, reached with `token` (ids are unique across accounts, as in
+    /// sevDesk). Opening one twice keeps it.
+    pub fn add_account(&self, token: &str) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(PoisonError::into_inner);
+        let next_id = 1000 + 1_000_000 * accounts.len() as u64;
+        accounts.entry(token.to_owned()).or_insert_with(|| Store {
+            next_id,
+            ..Store::default()
+        });
+    }
+
+    /// Runs `read` on the account of `token` (e.g. `sevdesk.as_account(t, || sevdesk.invoices())`).
+    pub fn as_account<R>(&self, token: &str, read: impl FnOnce() -> R) -> R {
+        ACCOUNT.sync_scope(token.to_owned(), read)
+    }
+
+    /// Whether `token` opens an account.
+    fn knows(&self, token: &str) -> bool {
+        self.accounts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(token)
     }
 
     /// Invoices (and cancellations), oldest first.
@@ -422,10 +495,10 @@ where
 {
     if let Plan::CommitLate(ms) = plan {
         let late = state.clone();
-        tokio::spawn(async move {
+        tokio::spawn(on_this_account(async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             let _ = apply(&late.sevdesk);
-        });
+        }));
         tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
         return error(StatusCode::GATEWAY_TIMEOUT, "unreachable");
     }
@@ -489,7 +562,7 @@ async fn plan(
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        == Some(state.token.as_str());
+        .is_some_and(|token| state.knows(token));
     if !authorized {
         return Err(error(StatusCode::UNAUTHORIZED, "Authentication required"));
     }
@@ -1419,10 +1492,10 @@ pub async fn send_via_email(
         MailMode::CommitLate => {
             let delay = state.sevdesk.store().mail_fault.delay_ms;
             let late = state.clone();
-            tokio::spawn(async move {
+            tokio::spawn(on_this_account(async move {
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 let _ = send_mail(&late.sevdesk, Kind::Invoice, &id, &body);
-            });
+            }));
             return error(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "injected: answered before the mail went out",
@@ -1557,6 +1630,17 @@ pub async fn put_faults(faults: web::Json<Faults>, state: web::Data<crate::State
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            // Each request works on its token's account, tasks it spawns included.
+            .wrap_fn(|request, service| {
+                use actix_web::dev::Service;
+                let token = request
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                ACCOUNT.scope(token, service.call(request))
+            })
             .route(
                 "/Tools/bookkeepingSystemVersion",
                 web::get().to(bookkeeping_version),

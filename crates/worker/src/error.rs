@@ -63,6 +63,10 @@ pub enum HandlerError {
     /// The sevDesk account is not set up for booking (the message says what to fix).
     #[error("sevDesk account not usable: {0}")]
     Misconfigured(String),
+    /// The shop has no sevDesk account (a shops file lists it without `[shop.sevdesk]`, or does
+    /// not list it): nothing is booked; dead-lettered so it can be replayed once it has one.
+    #[error("shop not configured: {0}")]
+    ShopNotConfigured(String),
     /// Another delivery is working on the same order right now.
     #[error("another delivery is working on this order")]
     OrderBusy,
@@ -185,6 +189,9 @@ impl HandlerError {
             },
             HandlerError::Relabelled(_) => DeadLetter {
                 reason: "relabelled",
+            },
+            HandlerError::ShopNotConfigured(_) => DeadLetter {
+                reason: "shop_not_configured",
             },
             HandlerError::Waiting(_) => retry("waiting_for_dependency", None),
             HandlerError::OrderBusy => Retry {

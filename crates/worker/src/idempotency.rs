@@ -264,19 +264,35 @@ pub async fn record<C: deadpool_postgres::GenericClient>(
     client: &C,
     envelope: &Envelope,
 ) -> Result<bool, tokio_postgres::Error> {
-    let inserted = client
-        .execute(
-            "INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain, received_at)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
+    // A webhook of a shop marked uninstalled, received after the uninstall, means the shop
+    // installed the app again: the mark goes in the same statement (see
+    // `crate::domains::compliance`). Privacy webhooks arrive for uninstalled shops too, and
+    // reconciled copies are not the shop's doing: neither counts.
+    let reinstall_sign = envelope.source == hookline_core::Source::Webhook
+        && hookline_core::topics::lookup(&envelope.topic)
+            .is_some_and(|t| t.domain != hookline_core::Domain::Compliance);
+    let inserted: i64 = client
+        .query_one(
+            "WITH recorded AS (
+                INSERT INTO processed_events (idempotency_key, event_id, topic, shop_domain, received_at)
+                VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING
+                RETURNING shop_domain, received_at
+             ), reinstalled AS (
+                DELETE FROM shop_uninstalls u USING recorded r
+                 WHERE $6 AND u.shop_domain = r.shop_domain AND u.uninstalled_at < r.received_at
+             )
+             SELECT count(*) FROM recorded",
             &[
                 &envelope.idempotency_key.as_str(),
                 &envelope.event_id,
                 &envelope.topic,
                 &envelope.shop_domain,
                 &envelope.received_at,
+                &reinstall_sign,
             ],
         )
-        .await?;
+        .await?
+        .get(0);
     Ok(inserted == 1)
 }
 

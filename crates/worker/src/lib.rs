@@ -23,6 +23,7 @@
 //! Around it: [`settings`], [`migrate`], [`startup`] (wiring, reconnects) and [`http`].
 
 pub mod audit;
+pub mod books;
 pub mod consume;
 pub mod doctor;
 pub mod domains;

@@ -115,6 +115,11 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
         "payment_sync",
         include_str!("../../../migrations/0014_payment_sync.sql"),
     ),
+    (
+        15,
+        "shop_uninstalls",
+        include_str!("../../../migrations/0015_shop_uninstalls.sql"),
+    ),
 ];
 
 /// Arbitrary but fixed: the advisory lock key all hookline processes use for migrations.

@@ -375,6 +375,13 @@ impl PaymentPoller {
 
     async fn run_shop(&self, shop: &PaymentShop) -> Result<PaymentReport, PaymentError> {
         let client = self.pool.get().await?;
+        // An uninstalled shop cannot be told anything (see `crate::domains::compliance`).
+        if crate::domains::compliance::is_uninstalled(&client, &shop.shop).await? {
+            return Ok(PaymentReport {
+                skipped: true,
+                ..Default::default()
+            });
+        }
         let locked: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))",

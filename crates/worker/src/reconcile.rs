@@ -7,7 +7,8 @@
 //! through a PostgreSQL advisory lock — only the holder polls that shop, and a crashed holder's
 //! lock goes with its connection.
 //!
-//! Every interval, for each configured shop, through the GraphQL Admin API
+//! Every interval, for each shop with Admin API credentials (of any kind) that has not
+//! uninstalled the app, through the GraphQL Admin API
 //! ([`crate::shopify::AdminClient`], which keeps to Shopify's cost-based rate limit): list the
 //! orders updated since the watermark minus an overlap, **sorted by `UPDATED_AT`**
 //! ([`orders::LIST_ORDERS`]), page by page. An order is behind ([`due_topic`]) when Shopify
@@ -58,7 +59,9 @@ pub struct ShopAccess {
 /// The poller's settings.
 #[derive(Debug, Clone)]
 pub struct ReconcileSettings {
-    /// `HOOKLINE_RECONCILE_SHOPS`: `shop=token` pairs, comma-separated. Empty: no polling.
+    /// The shops with static Admin API tokens (`HOOKLINE_RECONCILE_SHOPS`, or the shops
+    /// file's `[shop.admin] token`). The poller polls every shop of its Admin client's
+    /// [`crate::shopify::Tokens`], which holds these and the shops of every other kind.
     pub shops: Vec<ShopAccess>,
     /// `HOOKLINE_RECONCILE_INTERVAL_SECS` (300).
     pub interval: Duration,
@@ -91,6 +94,8 @@ pub struct ShopReport {
     pub unreadable: usize,
     /// Skipped because another replica holds the shop.
     pub skipped: bool,
+    /// Not polled: the shop uninstalled the app.
+    pub uninstalled: bool,
 }
 
 /// Why a cycle for a shop stopped.
@@ -179,6 +184,7 @@ impl Reconciler {
                             pages = r.pages,
                             unreadable = r.unreadable,
                             skipped = r.skipped,
+                            uninstalled = r.uninstalled,
                             "reconciliation cycle"
                         );
                     }
@@ -209,11 +215,11 @@ impl Reconciler {
             .await?;
         let mut reports = vec![];
         let mut failure = None;
-        for access in &self.settings.shops {
-            match self.run_shop(&channel, &access.shop).await {
-                Ok(report) => reports.push((access.shop.clone(), report)),
+        for shop in self.shops() {
+            match self.run_shop(&channel, &shop).await {
+                Ok(report) => reports.push((shop, report)),
                 Err(error) => {
-                    tracing::warn!(shop = %access.shop, error = %crate::failure::error_chain(&error), "reconciling the shop failed; next cycle retries");
+                    tracing::warn!(shop = %shop, error = %crate::failure::error_chain(&error), "reconciling the shop failed; next cycle retries");
                     failure = Some(error);
                 }
             }
@@ -225,8 +231,23 @@ impl Reconciler {
         }
     }
 
+    /// Every shop with Admin API credentials, in a stable order.
+    fn shops(&self) -> Vec<String> {
+        let mut shops: Vec<String> = self.admin.tokens().shops().map(str::to_owned).collect();
+        shops.sort_unstable();
+        shops
+    }
+
     async fn run_shop(&self, channel: &Channel, shop: &str) -> Result<ShopReport, ReconcileError> {
         let client = self.pool.get().await?;
+        // An uninstalled shop's tokens no longer work, and it owes us nothing until it installs
+        // the app again (see `crate::domains::compliance`).
+        if crate::domains::compliance::is_uninstalled(&client, shop).await? {
+            return Ok(ShopReport {
+                uninstalled: true,
+                ..Default::default()
+            });
+        }
         let locked: bool = client
             .query_one(
                 "SELECT pg_try_advisory_lock($1, hashtext($2))",

@@ -55,7 +55,7 @@ pub const SEVDESK_URL: Setting<String> = Setting::new(
 pub const SEVDESK_TOKEN: Setting<Secret> = Setting::new(
     "HOOKLINE_SEVDESK_TOKEN",
     SANDBOX_SEVDESK_TOKEN,
-    "The sevDesk API token (default: the sandbox's, refused with any sevDesk URL but a sandbox on this machine unless `HOOKLINE_DEV` is set).",
+    "The sevDesk API token (default: the sandbox's, refused with any sevDesk URL but a sandbox on this machine unless `HOOKLINE_DEV` is set). With HOOKLINE_SHOPS_FILE, each shop's `[shop.sevdesk] token` is used instead; this one is not.",
 );
 /// `HOOKLINE_SEVDESK_TIMEOUT_MS`.
 pub const SEVDESK_TIMEOUT: Setting<Millis> = Setting::new(
@@ -296,7 +296,7 @@ pub const OUTBOX_LEASE: Setting<Seconds> = Setting::new(
 pub const RECONCILE_SHOPS: Setting<Option<Secret>> = Setting::optional(
     "HOOKLINE_RECONCILE_SHOPS",
     "no reconciliation",
-    "Shops the reconciliation poller checks, with static Admin API tokens: `shop=admin-token` pairs, comma-separated (the single-shop shortcut; see docs/shopify-admin.md).",
+    "Shops the reconciliation poller checks, with static Admin API tokens: `shop=admin-token` pairs, comma-separated (the single-shop shortcut; see docs/shopify-admin.md). Refused beside HOOKLINE_SHOPS_FILE: the file's `[shop.admin]` replaces it, and the poller checks every shop with Admin API credentials of any kind.",
 );
 /// `HOOKLINE_RECONCILE_INTERVAL_SECS`.
 pub const RECONCILE_INTERVAL: Setting<Seconds> = Setting::new(
@@ -493,6 +493,7 @@ pub const SETTINGS: &[SettingSpec] = &[
     OUTBOX_BATCH.spec(),
     OUTBOX_MAX_ATTEMPTS.spec(),
     OUTBOX_LEASE.spec(),
+    hookline_core::config::SHOPS_FILE.spec(),
     RECONCILE_SHOPS.spec(),
     RECONCILE_INTERVAL.spec(),
     RECONCILE_OVERLAP.spec(),
@@ -611,6 +612,13 @@ pub struct Settings {
     /// [`SHOPIFY_SHOP`]'s app credentials ([`SHOPIFY_CLIENT_ID`], [`SHOPIFY_CLIENT_SECRET`],
     /// [`SHOPIFY_REFRESH_TOKEN`]). See [`crate::shopify::Tokens::from_credentials`].
     pub shopify_credentials: BTreeMap<String, crate::shopify::Credentials>,
+    /// The shops file's sevDesk accounts ([`hookline_core::config::SHOPS_FILE`]): each listed
+    /// shop's, `None` for a shop that is not invoiced. `None` without a shops file: the one
+    /// account of [`SEVDESK_TOKEN`] and [`Settings::sevdesk_account`] books every shop.
+    pub shop_sevdesk: Option<BTreeMap<String, Option<crate::books::ShopSevdesk>>>,
+    /// The shops file's per-shop Admin API versions (shops without one use
+    /// [`SHOPIFY_API_VERSION`]).
+    pub shop_api_versions: BTreeMap<String, String>,
     /// What is pruned when.
     pub retention: crate::retention::RetentionSettings,
     /// [`AUDIT`]: write the audit trail.
@@ -765,6 +773,8 @@ impl Settings {
             },
             redrive_rate: env.read(&REDRIVE_RATE)?.max(0.0),
             shopify_credentials: BTreeMap::new(),
+            shop_sevdesk: None,
+            shop_api_versions: BTreeMap::new(),
             retention: crate::retention::RetentionSettings {
                 interval: env.read(&RETENTION_INTERVAL)?.0,
                 processed_events: days(&env, &RETENTION_PROCESSED_EVENTS)?,
@@ -781,7 +791,34 @@ impl Settings {
             shutdown_timeout: env.read(&SHUTDOWN_TIMEOUT)?.0,
             log_format,
         };
-        settings.shopify_credentials = shopify_credentials(&env, &settings.reconcile.shops)?;
+        match hookline_core::config::read_shops_file(&env)? {
+            None => {
+                settings.shopify_credentials =
+                    shopify_credentials(&env, &settings.reconcile.shops)?;
+            }
+            Some(file) => {
+                refuse_beside_shops_file(&env)?;
+                let shops = FileShops::map(file, &settings.sevdesk_account);
+                if !env.read(&DEV)?
+                    && !is_on_this_machine(&settings.sevdesk_url)
+                    && shops
+                        .sevdesk
+                        .values()
+                        .flatten()
+                        .any(|s| s.token.expose() == SANDBOX_SEVDESK_TOKEN)
+                {
+                    return Err(ConfigError::DevelopmentValue {
+                        name: hookline_core::config::SHOPS_FILE.name(),
+                        problem: "a shop's sevdesk.token is the sandbox's, but HOOKLINE_SEVDESK_URL is not a sandbox on this machine",
+                        fix: "give each [shop.sevdesk] its account's API token",
+                    });
+                }
+                settings.reconcile.shops = shops.static_tokens;
+                settings.shopify_credentials = shops.credentials;
+                settings.shop_sevdesk = Some(shops.sevdesk);
+                settings.shop_api_versions = shops.api_versions;
+            }
+        }
         settings.check_handler_timeout()?;
         Ok(settings)
     }
@@ -826,6 +863,129 @@ impl Settings {
     /// The bulkhead sizes of `domain`.
     pub fn bulkhead(&self, domain: Domain) -> BulkheadSettings {
         self.bulkheads[&domain]
+    }
+}
+
+/// With a shops file, the single-shop settings that name a shop or its Admin API secrets are
+/// refused, each saying where its value belongs: two sources for one shop's credentials would
+/// leave it to chance which one is used.
+fn refuse_beside_shops_file<F: Fn(&str) -> Option<String>>(
+    env: &Env<F>,
+) -> Result<(), ConfigError> {
+    let beside = |name: &'static str, fix: &'static str| ConfigError::BesideShopsFile { name, fix };
+    if env.read(&RECONCILE_SHOPS)?.is_some() {
+        return Err(beside(
+            RECONCILE_SHOPS.name(),
+            "give each shop's static Admin API token as [shop.admin] token in the shops file",
+        ));
+    }
+    if env.read(&SHOPIFY_SHOP)?.is_some() {
+        return Err(beside(
+            SHOPIFY_SHOP.name(),
+            "list the shop as a [[shop]] of the shops file, its app credentials under [shop.admin]",
+        ));
+    }
+    if env.read(&SHOPIFY_CLIENT_ID)?.is_some() {
+        return Err(beside(
+            SHOPIFY_CLIENT_ID.name(),
+            "give the app's client_id under the shop's [shop.admin] in the shops file",
+        ));
+    }
+    if env.read(&SHOPIFY_CLIENT_SECRET)?.is_some() {
+        return Err(beside(
+            SHOPIFY_CLIENT_SECRET.name(),
+            "give the app's client_secret (or client_secret_file) under the shop's [shop.admin] in the shops file",
+        ));
+    }
+    if env.read(&SHOPIFY_REFRESH_TOKEN)?.is_some() {
+        return Err(beside(
+            SHOPIFY_REFRESH_TOKEN.name(),
+            "give the refresh_token (or refresh_token_file) under the shop's [shop.admin] in the shops file",
+        ));
+    }
+    Ok(())
+}
+
+/// What the worker takes from the shops file.
+#[derive(Debug, Default)]
+struct FileShops {
+    credentials: BTreeMap<String, crate::shopify::Credentials>,
+    static_tokens: Vec<crate::reconcile::ShopAccess>,
+    sevdesk: BTreeMap<String, Option<crate::books::ShopSevdesk>>,
+    api_versions: BTreeMap<String, String>,
+}
+
+impl FileShops {
+    /// Maps the file's shops; a `[shop.sevdesk]` field not given falls back to `deployment`'s
+    /// (`HOOKLINE_SEVDESK_*`), and a non-empty `check_accounts` replaces the deployment's map.
+    fn map(
+        file: Vec<hookline_core::shops::ShopEntry>,
+        deployment: &crate::domains::orders::account::AccountSettings,
+    ) -> Self {
+        use crate::shopify::Credentials;
+        use hookline_core::shops::AdminCredentials;
+        let mut shops = Self::default();
+        for entry in file {
+            let shop = entry.domain;
+            if let Some(admin) = entry.admin {
+                let credentials = match admin.credentials {
+                    AdminCredentials::Static { token } => {
+                        shops.static_tokens.push(crate::reconcile::ShopAccess {
+                            shop: shop.clone(),
+                            token: token.clone(),
+                        });
+                        Credentials::Static(token)
+                    }
+                    AdminCredentials::ClientCredentials {
+                        client_id,
+                        client_secret,
+                    } => Credentials::ClientCredentials {
+                        client_id,
+                        client_secret,
+                    },
+                    AdminCredentials::Offline {
+                        client_id,
+                        client_secret,
+                        refresh_token,
+                    } => Credentials::Offline {
+                        client_id,
+                        client_secret,
+                        seed: Some(refresh_token),
+                    },
+                };
+                shops.credentials.insert(shop.clone(), credentials);
+                if let Some(version) = admin.api_version {
+                    shops.api_versions.insert(shop.clone(), version);
+                }
+            }
+            let sevdesk = entry.sevdesk.map(|s| crate::books::ShopSevdesk {
+                token: s.token,
+                account: crate::domains::orders::account::AccountSettings {
+                    sev_user: s
+                        .sev_user_id
+                        .map(|id| id.to_string())
+                        .or_else(|| deployment.sev_user.clone()),
+                    default_check_account: s
+                        .check_account_id
+                        .map(|id| id.to_string())
+                        .or_else(|| deployment.default_check_account.clone()),
+                    gateway_accounts: if s.check_accounts.is_empty() {
+                        deployment.gateway_accounts.clone()
+                    } else {
+                        s.check_accounts
+                            .into_iter()
+                            .map(|(gateway, id)| (gateway.trim().to_lowercase(), id.to_string()))
+                            .collect()
+                    },
+                    tax: crate::domains::orders::tax::TaxSettings {
+                        small_business: s.small_business.unwrap_or(deployment.tax.small_business),
+                        oss: s.oss.unwrap_or(deployment.tax.oss),
+                    },
+                },
+            });
+            shops.sevdesk.insert(shop, sevdesk);
+        }
+        shops
     }
 }
 
@@ -1174,6 +1334,177 @@ mod tests {
             shop_alone.contains("HOOKLINE_SHOPIFY_CLIENT_ID"),
             "{shop_alone}"
         );
+    }
+
+    /// A shops file in a directory of its own, removed when dropped.
+    struct ShopsFile(std::path::PathBuf);
+
+    impl ShopsFile {
+        fn new(text: &str) -> Self {
+            let dir = std::env::temp_dir()
+                .join(format!("hookline-worker-shops-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("shops.toml"), text).unwrap();
+            Self(dir)
+        }
+
+        fn path(&self) -> String {
+            self.0.join("shops.toml").display().to_string()
+        }
+    }
+
+    impl Drop for ShopsFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const TWO_SHOPS: &str = r#"
+[[shop]]
+domain = "A.myshopify.com"
+webhook_secrets = ["wa"]
+[shop.admin]
+client_id = "id-a"
+client_secret = "secret-a"
+api_version = "2026-10"
+[shop.sevdesk]
+token = "token-a"
+sev_user_id = 7
+check_accounts = { PayPal = 5003 }
+oss = true
+
+[[shop]]
+domain = "b.myshopify.com"
+webhook_secrets = ["wb"]
+[shop.admin]
+client_id = "id-b"
+client_secret = "secret-b"
+refresh_token = "shprt_b"
+[shop.sevdesk]
+token = "token-b"
+
+[[shop]]
+domain = "c.myshopify.com"
+webhook_secrets = ["wc"]
+[shop.admin]
+token = "shpat_c"
+"#;
+
+    #[test]
+    fn the_shops_file_gives_each_shop_its_admin_credentials_and_sevdesk_account() {
+        use crate::shopify::Credentials;
+        let file = ShopsFile::new(TWO_SHOPS);
+        let s = settings(&[
+            ("HOOKLINE_SHOPS_FILE", &file.path()),
+            ("HOOKLINE_SEVDESK_CHECK_ACCOUNT_ID", "9000"),
+            ("HOOKLINE_SEVDESK_CHECK_ACCOUNTS", "gift_card=9001"),
+            ("HOOKLINE_SEVDESK_SMALL_BUSINESS", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.shopify_credentials.get("a.myshopify.com"),
+            Some(&Credentials::ClientCredentials {
+                client_id: "id-a".into(),
+                client_secret: Secret::new("secret-a"),
+            })
+        );
+        assert_eq!(
+            s.shopify_credentials.get("b.myshopify.com"),
+            Some(&Credentials::Offline {
+                client_id: "id-b".into(),
+                client_secret: Secret::new("secret-b"),
+                seed: Some(Secret::new("shprt_b")),
+            })
+        );
+        assert_eq!(
+            s.shopify_credentials.get("c.myshopify.com"),
+            Some(&Credentials::Static(Secret::new("shpat_c")))
+        );
+        assert_eq!(
+            s.shop_api_versions,
+            BTreeMap::from([("a.myshopify.com".to_owned(), "2026-10".to_owned())])
+        );
+        let sevdesk = s.shop_sevdesk.expect("per-shop accounts");
+        let a = sevdesk["a.myshopify.com"].as_ref().unwrap();
+        assert_eq!(a.token, Secret::new("token-a"));
+        assert_eq!(a.account.sev_user.as_deref(), Some("7"));
+        assert_eq!(
+            a.account.default_check_account.as_deref(),
+            Some("9000"),
+            "unset: the deployment's"
+        );
+        assert_eq!(
+            a.account.gateway_accounts,
+            BTreeMap::from([("paypal".to_owned(), "5003".to_owned())]),
+            "the file's map replaces the deployment's"
+        );
+        assert!(a.account.tax.oss && a.account.tax.small_business);
+        let b = sevdesk["b.myshopify.com"].as_ref().unwrap();
+        assert_eq!(b.token, Secret::new("token-b"));
+        assert_eq!(b.account.sev_user, None);
+        assert_eq!(
+            b.account.gateway_accounts,
+            BTreeMap::from([("gift_card".to_owned(), "9001".to_owned())])
+        );
+        assert!(!b.account.tax.oss && b.account.tax.small_business);
+        assert_eq!(sevdesk["c.myshopify.com"], None, "not invoiced");
+    }
+
+    #[test]
+    fn single_shop_settings_beside_the_shops_file_are_refused_saying_where_they_belong() {
+        let file = ShopsFile::new(TWO_SHOPS);
+        let path = file.path();
+        for (name, value, belongs) in [
+            (
+                "HOOKLINE_RECONCILE_SHOPS",
+                "a.myshopify.com=shpat_a",
+                "[shop.admin] token",
+            ),
+            ("HOOKLINE_SHOPIFY_SHOP", "a.myshopify.com", "[[shop]]"),
+            ("HOOKLINE_SHOPIFY_CLIENT_ID", "id-x7", "client_id"),
+            (
+                "HOOKLINE_SHOPIFY_CLIENT_SECRET",
+                "s3cret-x7",
+                "client_secret",
+            ),
+            (
+                "HOOKLINE_SHOPIFY_REFRESH_TOKEN",
+                "shprt_x7",
+                "refresh_token",
+            ),
+        ] {
+            let err = settings(&[("HOOKLINE_SHOPS_FILE", &path), (name, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with(&format!("{name} is set together with HOOKLINE_SHOPS_FILE")),
+                "{err}"
+            );
+            assert!(err.contains(belongs), "{err}");
+            assert!(!err.contains(value), "no value shows: {err}");
+        }
+    }
+
+    #[test]
+    fn without_the_shops_file_one_account_books_every_shop() {
+        let s = settings(&[("HOOKLINE_RECONCILE_SHOPS", "a.myshopify.com=shpat_a")]).unwrap();
+        assert!(s.shop_sevdesk.is_none());
+        assert!(s.shop_api_versions.is_empty());
+    }
+
+    #[test]
+    fn a_shop_with_the_sandbox_token_is_refused_with_a_real_sevdesk() {
+        let file = ShopsFile::new(&format!(
+            "[[shop]]\ndomain = \"a.myshopify.com\"\nwebhook_secrets = [\"w\"]\n[shop.sevdesk]\ntoken = \"{SANDBOX_SEVDESK_TOKEN}\"\n"
+        ));
+        let err = settings(&[
+            ("HOOKLINE_SHOPS_FILE", &file.path()),
+            ("HOOKLINE_SEVDESK_URL", "https://my.sevdesk.de/api/v1"),
+            ("HOOKLINE_SEVDESK_TOKEN", "the-deployment-token"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sandbox"), "{err}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use lapin::{Connection, ConnectionProperties};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::books::{Books, ShopBooks};
 use crate::consume::Bulkhead;
 use crate::domains::DomainHandler;
 use crate::domains::compliance::ComplianceHandler;
@@ -35,19 +36,37 @@ use crate::settings::Settings;
 use crate::sevdesk::SevDeskClient;
 use crate::shopify::{AdminClient, AdminSettings};
 
-/// Builds a PostgreSQL pool of `size` connections.
-/// The sevDesk client the settings describe, behind a breaker of its own.
-pub fn sevdesk_client(settings: &Settings) -> anyhow::Result<SevDeskClient> {
-    let breaker = CircuitBreaker::new("sevdesk", settings.breaker.clone(), Arc::new(SystemClock));
-    SevDeskClient::new(
-        &settings.sevdesk_url,
-        settings.sevdesk_token.expose(),
-        settings.sevdesk_timeout,
-        breaker,
-    )
-    .context("cannot build the sevDesk client")
+/// Each shop's sevDesk account as the settings describe it (see [`crate::books`]): one per
+/// `[shop.sevdesk]` of the shops file, or the one of `HOOKLINE_SEVDESK_TOKEN` for every shop;
+/// each account behind a breaker of its own.
+pub fn books(settings: &Settings) -> anyhow::Result<Books> {
+    match &settings.shop_sevdesk {
+        Some(shops) => Books::per_shop(
+            shops,
+            &settings.sevdesk_url,
+            settings.sevdesk_timeout,
+            &settings.breaker,
+        )
+        .context("cannot build the sevDesk clients"),
+        None => {
+            let breaker =
+                CircuitBreaker::new("sevdesk", settings.breaker.clone(), Arc::new(SystemClock));
+            let client = SevDeskClient::new(
+                &settings.sevdesk_url,
+                settings.sevdesk_token.expose(),
+                settings.sevdesk_timeout,
+                breaker,
+            )
+            .context("cannot build the sevDesk client")?;
+            Ok(Books::single(ShopBooks::new(
+                client,
+                settings.sevdesk_account.clone(),
+            )))
+        }
+    }
 }
 
+/// Builds a PostgreSQL pool of `size` connections.
 pub fn pool(database_url: &str, size: usize) -> anyhow::Result<Pool> {
     let config =
         tokio_postgres::Config::from_str(database_url).context("invalid HOOKLINE_DATABASE_URL")?;
@@ -91,7 +110,7 @@ pub struct Worker {
     reconciler: Option<Reconciler>,
     payments: Option<PaymentPoller>,
     retention: Option<Retention>,
-    redrive: Option<Redrive>,
+    redrive: Vec<Redrive>,
     audit: Option<crate::audit::Trail>,
     listener: TcpListener,
     health: Arc<Health>,
@@ -103,9 +122,9 @@ impl Worker {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         migrate(settings.database_url.expose()).await?;
         let mut handlers: BTreeMap<Domain, Arc<dyn DomainHandler>> = BTreeMap::new();
-        let mut redrive = None;
+        let mut redrive = Vec::new();
         let mut notifications = None;
-        let mut orders_sevdesk = None;
+        let mut orders_books: Option<Arc<Books>> = None;
         for &domain in &settings.domains {
             match domain {
                 Domain::Inventory => {
@@ -133,62 +152,59 @@ impl Worker {
                         settings.database_url.expose(),
                         settings.bulkhead(domain).db_pool,
                     )?;
-                    let breaker = CircuitBreaker::new(
-                        "sevdesk",
-                        settings.breaker.clone(),
-                        Arc::new(SystemClock),
-                    );
+                    let books = Arc::new(books(&settings)?);
                     if settings.redrive_rate > 0.0 {
-                        redrive = Some(Redrive {
-                            breaker: breaker.clone(),
+                        redrive.extend(books.breakers().into_iter().map(|breaker| Redrive {
+                            breaker,
                             domain,
                             downstream: "sevdesk",
                             rate: settings.redrive_rate,
                             amqp_url: settings.amqp_url.expose().to_owned(),
-                        });
+                        }));
                     }
-                    let sevdesk = SevDeskClient::new(
-                        &settings.sevdesk_url,
-                        settings.sevdesk_token.expose(),
-                        settings.sevdesk_timeout,
-                        breaker,
-                    )
-                    .context("cannot build the sevDesk client")?;
-                    // The notification relay sends through the same client, so the same breaker:
-                    // a sevDesk outage seen by orders holds the e-mails too, and the other way.
+                    // The notification relay sends through the same clients, so the same
+                    // breakers: a sevDesk outage seen by orders holds the e-mails too.
                     if settings.notify.run_relay {
                         notifications = Some(NotificationRelay::new(
                             self::pool(settings.database_url.expose(), 2)?,
-                            sevdesk.clone(),
+                            books.clone(),
                             settings.notify.clone(),
                             settings.sevdesk_settle,
                             settings.sevdesk_timeout,
                         ));
                     }
-                    orders_sevdesk = Some(sevdesk.clone());
-                    let orders = OrdersHandler::new(
-                        pool,
-                        sevdesk,
-                        settings.sevdesk_account.clone(),
-                        settings.sevdesk_settle,
-                    )
-                    .with_notifications(settings.notify.clone());
+                    for shop in books.not_invoiced() {
+                        tracing::warn!(
+                            shop,
+                            "the shops file gives this shop no [shop.sevdesk]: its orders are not invoiced (dead-lettered shop_not_configured)"
+                        );
+                    }
+                    orders_books = Some(books.clone());
                     // An account hookline cannot book into refuses to start, with what to fix;
                     // a sevDesk that does not answer now is asked again on the first order.
-                    match orders.account(None).await {
-                        Ok(account) => tracing::info!(
-                            sev_user = %account.sev_user,
-                            check_account = %account.default_check_account,
-                            "sevDesk account checked: sevdesk-Update 2.0"
-                        ),
-                        Err(HandlerError::Misconfigured(why)) => {
-                            anyhow::bail!("the sevDesk account cannot be booked into: {why}")
+                    for (shop, account) in books.accounts() {
+                        let shop = shop.unwrap_or("every shop");
+                        match account.account(None).await {
+                            Ok(account) => tracing::info!(
+                                shop,
+                                sev_user = %account.sev_user,
+                                check_account = %account.default_check_account,
+                                "sevDesk account checked: sevdesk-Update 2.0"
+                            ),
+                            Err(HandlerError::Misconfigured(why)) => {
+                                anyhow::bail!(
+                                    "the sevDesk account of {shop} cannot be booked into: {why}"
+                                )
+                            }
+                            Err(e) => tracing::warn!(
+                                shop,
+                                error = %crate::failure::error_chain(&e),
+                                "sevDesk did not answer the account check; it is checked again on the first order"
+                            ),
                         }
-                        Err(e) => tracing::warn!(
-                            error = %crate::failure::error_chain(&e),
-                            "sevDesk did not answer the account check; it is checked again on the first order"
-                        ),
                     }
+                    let orders = OrdersHandler::new(pool, books, settings.sevdesk_settle)
+                        .with_notifications(settings.notify.clone());
                     handlers.insert(domain, Arc::new(orders));
                 }
             }
@@ -214,49 +230,56 @@ impl Worker {
             None
         };
         // The worker's one Admin API client: every Shopify call (reconciliation today) goes
-        // through it, so one shop's cost budget is kept in one place.
+        // through it, so one shop's cost budget is kept in one place. Every kind of credentials
+        // (static, client credentials, offline tokens kept in PostgreSQL).
+        let tokens = crate::shopify::Tokens::from_credentials(
+            &settings.shopify_credentials,
+            &settings.reconcile.admin_url,
+            Some(pool(settings.database_url.expose(), 2)?),
+        );
         let admin = Arc::new(
             AdminClient::new(
-                Arc::new(crate::shopify::static_tokens(
-                    settings
-                        .reconcile
-                        .shops
-                        .iter()
-                        .map(|s| (s.shop.as_str(), &s.token)),
-                )),
+                Arc::new(tokens),
                 AdminSettings::new(
                     settings.reconcile.admin_url.clone(),
                     settings.reconcile.api_version.clone(),
-                ),
+                )
+                .with_shop_versions(settings.shop_api_versions.clone()),
             )
             .context("cannot build the Shopify Admin API client")?,
         );
-        // Bank-transfer payments from sevDesk to Shopify: the orders domain's sevDesk client
-        // (one breaker for one sevDesk), for every shop with Admin API credentials.
-        let payments = match &orders_sevdesk {
-            Some(sevdesk)
+        // Bank-transfer payments from sevDesk to Shopify: for every shop with Admin API
+        // credentials and a sevDesk account, through that shop's account (its own breaker).
+        let payments = match &orders_books {
+            Some(books)
                 if !settings.payments.interval.is_zero()
-                    && !settings.reconcile.shops.is_empty() =>
+                    && !settings.shopify_credentials.is_empty() =>
             {
-                let shops = settings
-                    .reconcile
-                    .shops
-                    .iter()
-                    .map(|s| crate::payments::PaymentShop {
-                        shop: s.shop.clone(),
-                        sevdesk: sevdesk.clone(),
+                let shops: Vec<_> = settings
+                    .shopify_credentials
+                    .keys()
+                    .filter_map(|shop| {
+                        let books = books.for_shop(shop).ok()?;
+                        Some(crate::payments::PaymentShop {
+                            shop: shop.clone(),
+                            sevdesk: books.sevdesk.clone(),
+                        })
                     })
                     .collect();
-                Some(PaymentPoller::new(
-                    pool(settings.database_url.expose(), 2)?,
-                    shops,
-                    admin.clone(),
-                    settings.payments.clone(),
-                ))
+                (!shops.is_empty())
+                    .then(|| -> anyhow::Result<PaymentPoller> {
+                        Ok(PaymentPoller::new(
+                            pool(settings.database_url.expose(), 2)?,
+                            shops,
+                            admin.clone(),
+                            settings.payments.clone(),
+                        ))
+                    })
+                    .transpose()?
             }
             _ => None,
         };
-        let reconciler = if settings.reconcile.shops.is_empty() {
+        let reconciler = if settings.shopify_credentials.is_empty() {
             None
         } else {
             Some(Reconciler::new(
@@ -348,9 +371,11 @@ impl Worker {
         let retention_task = self
             .retention
             .map(|r| tokio::spawn(r.run(shutdown.clone())));
-        let redrive_task = self
+        let redrive_tasks: Vec<_> = self
             .redrive
-            .map(|r| tokio::spawn(r.run(Duration::from_secs(1), shutdown.clone())));
+            .into_iter()
+            .map(|r| tokio::spawn(r.run(Duration::from_secs(1), shutdown.clone())))
+            .collect();
         let relay_task = self.relay.map(|relay| {
             tokio::spawn(relay.run(
                 self.settings.database_url.expose().to_owned(),
@@ -389,11 +414,11 @@ impl Worker {
             reconcile_task,
             payments_task,
             retention_task,
-            redrive_task,
             notifications_task,
         ]
         .into_iter()
         .flatten()
+        .chain(redrive_tasks)
         {
             let _ = task.await;
         }

@@ -21,6 +21,13 @@
 //!   skeleton stays until retention drops it).
 //! - `customers/data_request`: what hookline holds about the customer is written to
 //!   `data_request_exports` (one row per request) for the merchant to hand over.
+//! - `app/uninstalled`: the shop is marked uninstalled (`shop_uninstalls`): the reconciliation
+//!   poller and any other per-shop poller skip it ([`is_uninstalled`]), since its Admin API
+//!   tokens stop working; nothing is deleted, because the shop may install the app again within
+//!   the 48 hours before its `shop/redact`. A later webhook of the shop that is not a privacy
+//!   webhook, received after the uninstall, is taken as a reinstall and clears the mark
+//!   ([`crate::idempotency::record`], in the transaction of that webhook's effect). `shop/redact`
+//!   deletes the mark with the rest, and the shop's stored offline Admin API tokens.
 //!
 //! Only the body is signed, not the headers, so before anything is erased the payload must fit
 //! the envelope ([`check_label`]): its `shop_domain` must be the envelope's shop, and its shape
@@ -157,6 +164,7 @@ const OWN_FIELDS: &[(&str, &[&str])] = &[
         &["data_request", "orders_requested"],
     ),
     ("shop/redact", &[]),
+    ("app/uninstalled", &["myshopify_domain"]),
 ];
 
 /// Fields each topic's payload must have for it to be that topic's at all.
@@ -167,6 +175,7 @@ const REQUIRED_FIELDS: &[(&str, &[&str])] = &[
         &["shop_domain", "customer", "data_request"],
     ),
     ("shop/redact", &["shop_id", "shop_domain"]),
+    ("app/uninstalled", &["id", "myshopify_domain"]),
 ];
 
 /// Whether the payload fits the envelope it came in: its `shop_domain` is the envelope's shop
@@ -186,10 +195,13 @@ pub fn check_label(topic: &str, shop: &str, payload: &Value) -> Result<(), Handl
     let Some(fields) = payload.as_object() else {
         return relabelled("the payload is not an object".into());
     };
-    if let Some(claimed) = fields.get("shop_domain").and_then(Value::as_str)
-        && !claimed.eq_ignore_ascii_case(shop)
-    {
-        return relabelled(format!("the payload is about shop {claimed}"));
+    // The shop's own resource (`app/uninstalled`) names it `myshopify_domain`.
+    for key in ["shop_domain", "myshopify_domain"] {
+        if let Some(claimed) = fields.get(key).and_then(Value::as_str)
+            && !claimed.eq_ignore_ascii_case(shop)
+        {
+            return relabelled(format!("the payload is about shop {claimed}"));
+        }
     }
     let required = REQUIRED_FIELDS
         .iter()
@@ -354,6 +366,11 @@ impl ComplianceHandler {
             ("reconcile_watermarks", "shop_domain = $1"),
             ("dead_letter_archive", "shop_domain = $1"),
             ("data_request_exports", "shop_domain = $1"),
+            ("notification_outbox", "shop_domain = $1"),
+            ("payment_sync", "shop_domain = $1"),
+            ("payment_watermarks", "shop_domain = $1"),
+            ("shopify_offline_tokens", "shop = $1"),
+            ("shop_uninstalls", "shop_domain = $1"),
         ] {
             let deleted = tx
                 .execute(&format!("DELETE FROM {table} WHERE {condition}"), &[&shop])
@@ -497,6 +514,46 @@ impl ComplianceHandler {
     }
 }
 
+impl ComplianceHandler {
+    /// `app/uninstalled`: marks the shop, in the transaction that records the event. A second
+    /// uninstall (after a reinstall) moves the mark to the later one.
+    async fn app_uninstalled(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        if !idempotency::record(&tx, envelope).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        tx.execute(
+            "INSERT INTO shop_uninstalls (shop_domain, uninstalled_at, webhook_id) VALUES ($1, $2, $3)
+             ON CONFLICT (shop_domain) DO UPDATE SET
+                uninstalled_at = GREATEST(shop_uninstalls.uninstalled_at, EXCLUDED.uninstalled_at),
+                webhook_id = EXCLUDED.webhook_id, recorded_at = now()",
+            &[&envelope.shop_domain, &envelope.received_at, &envelope.webhook_id],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(shop = %envelope.shop_domain, "shop uninstalled the app: no longer polled; its data stays until shop/redact");
+        Ok(Outcome::Applied {
+            steps: vec!["shop_uninstalled"],
+        })
+    }
+}
+
+/// Whether `shop` uninstalled the app (and has not sent a webhook since): per-shop pollers skip
+/// it.
+pub async fn is_uninstalled<C: deadpool_postgres::GenericClient>(
+    client: &C,
+    shop: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM shop_uninstalls WHERE shop_domain = $1",
+            &[&shop],
+        )
+        .await?
+        .is_some())
+}
+
 /// Records the action and the event as processed, in one transaction.
 async fn finish(
     client: &mut deadpool_postgres::Object,
@@ -547,6 +604,7 @@ impl DomainHandler for ComplianceHandler {
                 "customers/redact" => self.customer_redact(envelope).await,
                 "shop/redact" => self.shop_redact(envelope).await,
                 "customers/data_request" => self.data_request(envelope).await,
+                "app/uninstalled" => self.app_uninstalled(envelope).await,
                 topic => Err(HandlerError::UnknownTopic(topic.to_owned())),
             }
         })

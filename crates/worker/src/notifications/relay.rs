@@ -23,6 +23,7 @@
 //! `failed` with its last reason, and `hookctl notifications retry ID` makes it due again (still
 //! verifying first).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
@@ -35,9 +36,10 @@ use tracing::Instrument;
 
 use super::template::{Fields, amount_text};
 use super::{Kind, NotifySettings};
+use crate::books::Books;
 use crate::error::HandlerError;
 use crate::outbox::RelayError;
-use crate::sevdesk::{Mail, SevDeskClient};
+use crate::sevdesk::Mail;
 
 /// Rows claimed per round.
 const BATCH: i64 = 20;
@@ -93,7 +95,7 @@ enum Fate {
 /// The relay.
 pub struct Relay {
     pool: Pool,
-    sevdesk: SevDeskClient,
+    books: Arc<Books>,
     settings: NotifySettings,
     settle: Duration,
     lease: Duration,
@@ -102,11 +104,11 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A relay over `pool` sending through `sevdesk`; `settle` is `HOOKLINE_SEVDESK_SETTLE_SECS`
+    /// A relay over `pool` sending through each row's shop's account of `books`; `settle` is `HOOKLINE_SEVDESK_SETTLE_SECS`
     /// and `request_timeout` sevDesk's per-request timeout (the lease covers a read and a send).
     pub fn new(
         pool: Pool,
-        sevdesk: SevDeskClient,
+        books: Arc<Books>,
         settings: NotifySettings,
         settle: Duration,
         request_timeout: Duration,
@@ -117,7 +119,7 @@ impl Relay {
         };
         Self {
             pool,
-            sevdesk,
+            books,
             settings,
             settle,
             lease: (request_timeout * 3).max(Duration::from_secs(10)),
@@ -250,8 +252,18 @@ impl Relay {
 
     async fn decide(&self, row: &Claimed) -> Result<Fate, RelayError> {
         let trace = row.traceparent.as_deref();
+        // The shop's own account; a shop that lost it (the shops file changed) sends nothing.
+        let sevdesk = match self.books.for_shop(&row.shop) {
+            Ok(books) => &books.sevdesk,
+            Err(why) => {
+                return Ok(Fate::Failed {
+                    reason: why.to_string(),
+                    unknown: row.unknown_since_before,
+                });
+            }
+        };
         // 1. What sevDesk recorded: an invoice it already e-mailed is not e-mailed again.
-        let invoice = match self.sevdesk.get_invoice(&row.invoice_id, trace).await {
+        let invoice = match sevdesk.get_invoice(&row.invoice_id, trace).await {
             Ok(invoice) => invoice,
             Err(error) => return Ok(self.after_error(row, &error, false)),
         };
@@ -292,11 +304,7 @@ impl Relay {
                 return Ok(Fate::Deferred);
             }
         }
-        match self
-            .sevdesk
-            .send_via_email(&row.invoice_id, &mail, trace)
-            .await
-        {
+        match sevdesk.send_via_email(&row.invoice_id, &mail, trace).await {
             Ok(()) => Ok(Fate::Sent("sent")),
             Err(error) => Ok(self.after_error(row, &error, true)),
         }

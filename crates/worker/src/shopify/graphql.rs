@@ -27,7 +27,7 @@
 //! timeout, a dropped answer or a 5xx after the request went out is [`AdminError::Unknown`],
 //! for the caller to settle by reading before it sends the mutation again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -188,6 +188,8 @@ pub struct AdminSettings {
     pub admin_url: String,
     /// `HOOKLINE_SHOPIFY_API_VERSION`.
     pub api_version: String,
+    /// Shops that ask for another version (the shops file's `admin.api_version`).
+    pub shop_versions: BTreeMap<String, String>,
     /// Per request.
     pub timeout: Duration,
     /// Attempts for 5xx / 429 / transport errors.
@@ -206,12 +208,26 @@ impl AdminSettings {
         Self {
             admin_url: admin_url.into(),
             api_version: api_version.into(),
+            shop_versions: BTreeMap::new(),
             timeout: Duration::from_secs(30),
             attempts: 5,
             backoff: Duration::from_millis(500),
             max_wait: Duration::from_secs(30),
             throttled_attempts: 10,
         }
+    }
+
+    /// `shop_versions`: shops whose calls ask for their own API version.
+    pub fn with_shop_versions(mut self, shop_versions: BTreeMap<String, String>) -> Self {
+        self.shop_versions = shop_versions;
+        self
+    }
+
+    /// The API version `shop`'s calls ask for.
+    pub fn version_of(&self, shop: &str) -> &str {
+        self.shop_versions
+            .get(shop)
+            .map_or(self.api_version.as_str(), String::as_str)
     }
 }
 
@@ -283,7 +299,7 @@ impl AdminClient {
         format!(
             "{}/admin/api/{}/graphql.json",
             self.settings.admin_url.replace("{shop}", shop),
-            self.settings.api_version
+            self.settings.version_of(shop)
         )
     }
 
@@ -608,6 +624,22 @@ pub fn gid_id(gid: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shop_with_its_own_api_version_asks_for_it_and_the_others_for_the_deployments() {
+        let settings = AdminSettings::new("https://{shop}", "2026-07").with_shop_versions(
+            BTreeMap::from([("a.myshopify.com".to_owned(), "2026-10".to_owned())]),
+        );
+        let client = AdminClient::new(Arc::new(Tokens::new()), settings).unwrap();
+        assert_eq!(
+            client.endpoint("a.myshopify.com"),
+            "https://a.myshopify.com/admin/api/2026-10/graphql.json"
+        );
+        assert_eq!(
+            client.endpoint("b.myshopify.com"),
+            "https://b.myshopify.com/admin/api/2026-07/graphql.json"
+        );
+    }
 
     fn status(available: f64) -> ThrottleStatus {
         ThrottleStatus {

@@ -22,4 +22,5 @@ mod reconcile;
 mod refunds;
 mod retention;
 mod sevdesk;
+mod shops;
 mod tokens;

@@ -39,17 +39,16 @@ use chrono::{DateTime, FixedOffset, Utc};
 use deadpool_postgres::{Object, Pool};
 use hookline_core::Envelope;
 use rust_decimal::Decimal;
-use tokio::sync::OnceCell;
 
+use crate::books::{Books, ShopBooks};
 use crate::domains::{BoxFuture, DomainHandler, Outcome};
 use crate::error::HandlerError;
 use crate::notifications::{
     self, Channel, Kind as NotifyKind, NewMessage, NotifySettings, OrderFacts,
 };
 use crate::order_lock::OrderLock;
-use crate::sevdesk::{Booking, ContactDraft, InvoiceInfo, Parties, SevDeskClient};
+use crate::sevdesk::{Booking, ContactDraft, InvoiceInfo, Parties};
 use crate::{idempotency, schema};
-use account::{Account, AccountSettings};
 use machine::Step;
 pub use machine::{Pending, SyncRow, SyncState};
 use mapping::{Order, Treatment};
@@ -58,15 +57,11 @@ use mapping::{Order, Treatment};
 pub struct OrdersHandler {
     /// The orders bulkhead's own pool.
     pool: Pool,
-    /// sevDesk, behind its breaker.
-    sevdesk: SevDeskClient,
-    /// What the settings say about the sevDesk account.
-    settings: AccountSettings,
+    /// Each shop's sevDesk account (see [`crate::books`]).
+    books: Arc<Books>,
     /// `HOOKLINE_SEVDESK_SETTLE_SECS`: how long a call with an unknown outcome is left alone
     /// before sevDesk is asked what became of it.
     settle: Duration,
-    /// The account, resolved once (see [`account`]).
-    account: Arc<OnceCell<Account>>,
     /// How the customer gets the invoice; `None`: no message (`sendBy` only).
     notify: Option<NotifySettings>,
 }
@@ -75,19 +70,13 @@ pub struct OrdersHandler {
 const MAIL_WAIT: Duration = Duration::from_secs(2);
 
 impl OrdersHandler {
-    /// A handler using `pool` (the orders bulkhead's) and `sevdesk`.
-    pub fn new(
-        pool: Pool,
-        sevdesk: SevDeskClient,
-        settings: AccountSettings,
-        settle: Duration,
-    ) -> Self {
+    /// A handler using `pool` (the orders bulkhead's), booking each shop into its account of
+    /// `books`.
+    pub fn new(pool: Pool, books: Arc<Books>, settle: Duration) -> Self {
         Self {
             pool,
-            sevdesk,
-            settings,
+            books,
             settle,
-            account: Arc::new(OnceCell::new()),
             notify: None,
         }
     }
@@ -103,13 +92,6 @@ impl OrdersHandler {
         self.notify
             .as_ref()
             .is_some_and(|n| n.channel == Channel::SevdeskEmail)
-    }
-
-    /// The sevDesk account, resolved and checked on first use.
-    pub async fn account(&self, trace: Option<&str>) -> Result<&Account, HandlerError> {
-        self.account
-            .get_or_try_init(|| account::resolve(&self.sevdesk, &self.settings, trace))
-            .await
     }
 
     async fn handle_order(&self, envelope: &Envelope) -> Result<Outcome, HandlerError> {
@@ -138,6 +120,7 @@ impl OrdersHandler {
         let topic = envelope.topic.as_str();
         let trace = Some(envelope.traceparent.as_str());
         let shop = envelope.shop_domain.as_str();
+        let books = self.books.for_shop(shop)?;
         let total = mapping::invoiced_total(order);
         let paid_now = topic == "orders/paid"
             && matches!(
@@ -236,7 +219,7 @@ impl OrdersHandler {
                 }
                 Step::Contact => {
                     let contact = contact_for(order);
-                    let id = match self
+                    let id = match books
                         .sevdesk
                         .find_contact(&contact.customer_number, trace)
                         .await?
@@ -244,7 +227,7 @@ impl OrdersHandler {
                         Some(id) => id,
                         None => {
                             begin_call(client, shop, order.id, "create_contact").await?;
-                            self.sevdesk.create_contact(&contact, trace).await?
+                            books.sevdesk.create_contact(&contact, trace).await?
                         }
                     };
                     client.execute("UPDATE order_sync SET contact_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &id]).await?;
@@ -256,13 +239,13 @@ impl OrdersHandler {
                 Step::Invoice { create_if_missing } => {
                     // Search before every create: a lost order_sync row (a restore, a hand
                     // clean-up) or an unknown outcome must not make a second invoice.
-                    match self.find_invoice(order, &s, &marker, trace).await? {
+                    match self.find_invoice(books, order, &s, &marker, trace).await? {
                         Some(id) => {
                             steps.push("invoice_adopted");
                             // An adopted invoice was issued under the order's treatment as it is
                             // decided now; an order that no longer maps keeps none (its credit
                             // notes then need review).
-                            if let Ok(draft) = mapping::invoice_for(order, self.settings.tax) {
+                            if let Ok(draft) = mapping::invoice_for(order, books.settings.tax) {
                                 record_treatment(
                                     client,
                                     shop,
@@ -280,12 +263,12 @@ impl OrdersHandler {
                             SyncState::Cancelled
                         }
                         None => {
-                            let draft = mapping::invoice_for(order, self.settings.tax)?;
-                            let account = self.account(trace).await?;
+                            let draft = mapping::invoice_for(order, books.settings.tax)?;
+                            let account = books.account(trace).await?;
                             let contact = s.contact_id.clone().ok_or(HandlerError::Unsupported(
                                 "contact_ok without contact id".into(),
                             ))?;
-                            let country = self
+                            let country = books
                                 .sevdesk
                                 .country_id(&draft.treatment.address_country, trace)
                                 .await?;
@@ -306,7 +289,8 @@ impl OrdersHandler {
                             .await?;
                             set_state(client, shop, order.id, SyncState::InvoiceCreating).await?;
                             begin_call(client, shop, order.id, "save_invoice").await?;
-                            let created = self.sevdesk.save_invoice(parties, &draft, trace).await?;
+                            let created =
+                                books.sevdesk.save_invoice(parties, &draft, trace).await?;
                             steps.push("invoice_created");
                             self.keep_invoice(client, shop, order, &mut s, created.id)
                                 .await?;
@@ -371,11 +355,11 @@ impl OrdersHandler {
                     let id = invoice_id(&s)?;
                     // After an unknown outcome, look before sending again: a `sendBy` that
                     // keeps timing out must not keep the order from moving on once it landed.
-                    if look_first && self.sevdesk.get_invoice(&id, trace).await?.status >= 200 {
+                    if look_first && books.sevdesk.get_invoice(&id, trace).await?.status >= 200 {
                         steps.push("invoice_found_sent");
                     } else {
                         begin_call(client, shop, order.id, "send").await?;
-                        self.sevdesk.send_by(&id, trace).await?;
+                        books.sevdesk.send_by(&id, trace).await?;
                         steps.push("invoice_sent");
                     }
                     // Why the customer got no e-mail, where one was meant to go.
@@ -425,7 +409,7 @@ impl OrdersHandler {
                     let id = invoice_id(&s)?;
                     // Re-read before booking: a booking whose answer was lost, or that sevDesk
                     // committed late, must not be repeated.
-                    let invoice = self.sevdesk.get_invoice(&id, trace).await?;
+                    let invoice = books.sevdesk.get_invoice(&id, trace).await?;
                     let paid = invoice.paid_amount.ok_or_else(|| {
                         HandlerError::NeedsReview(format!(
                             "sevDesk did not say what is paid on invoice {id}; not booking blind"
@@ -440,7 +424,7 @@ impl OrdersHandler {
                         )));
                     }
                     if due > Decimal::ZERO {
-                        let account = self.account(trace).await?;
+                        let account = books.account(trace).await?;
                         let check_account = account.account_for(&money.gateways)?;
                         let booking = Booking {
                             resource: "Invoice",
@@ -452,7 +436,7 @@ impl OrdersHandler {
                             settles: money.gift_card.is_zero(),
                         };
                         begin_call(client, shop, order.id, "book").await?;
-                        self.sevdesk.book(booking, trace).await?;
+                        books.sevdesk.book(booking, trace).await?;
                         steps.push("payment_booked");
                     } else {
                         steps.push("payment_found_booked");
@@ -468,14 +452,17 @@ impl OrdersHandler {
                     ))?;
                     // The cancellation is found by its origin: sevDesk does not copy the
                     // invoice's reference onto it.
-                    let cancellation =
-                        match self.sevdesk.find_cancellation(&contact, &id, trace).await? {
-                            Some(sr) => sr,
-                            None => {
-                                begin_call(client, shop, order.id, "cancel").await?;
-                                self.sevdesk.cancel_invoice(&id, trace).await?
-                            }
-                        };
+                    let cancellation = match books
+                        .sevdesk
+                        .find_cancellation(&contact, &id, trace)
+                        .await?
+                    {
+                        Some(sr) => sr,
+                        None => {
+                            begin_call(client, shop, order.id, "cancel").await?;
+                            books.sevdesk.cancel_invoice(&id, trace).await?
+                        }
+                    };
                     client
                         .execute("UPDATE order_sync SET cancellation_id = $3, pending_call = NULL, pending_since = NULL WHERE shop_domain = $1 AND order_id = $2", &[&shop, &order.id, &cancellation])
                         .await?;
@@ -505,12 +492,13 @@ impl OrdersHandler {
     /// (exact reference, this contact, a regular invoice); more than one match is for a person.
     async fn find_invoice(
         &self,
+        books: &ShopBooks,
         order: &Order,
         s: &SyncRow,
         marker: &str,
         trace: Option<&str>,
     ) -> Result<Option<String>, HandlerError> {
-        let found: Vec<InvoiceInfo> = self
+        let found: Vec<InvoiceInfo> = books
             .sevdesk
             .find_documents("Invoice", marker, s.contact_id.as_deref(), trace)
             .await?

@@ -155,6 +155,7 @@ impl OrdersHandler {
         refund: &Refund,
     ) -> Result<Outcome, HandlerError> {
         let shop = envelope.shop_domain.as_str();
+        let books = self.books.for_shop(shop)?;
         let trace = Some(envelope.traceparent.as_str());
         let order = client
             .query_opt(
@@ -265,7 +266,7 @@ impl OrdersHandler {
                     if let Some(p) = pending.as_ref().filter(|p| p.call == "save_credit_note") {
                         p.settled(self.settle)?;
                     }
-                    let found = self
+                    let found = books
                         .sevdesk
                         .find_documents("CreditNote", &marker, Some(&contact), trace)
                         .await?;
@@ -282,8 +283,8 @@ impl OrdersHandler {
                             found.id
                         }
                         None => {
-                            let account = self.account(trace).await?;
-                            let country = self
+                            let account = books.account(trace).await?;
+                            let country = books
                                 .sevdesk
                                 .country_id(&treatment.address_country, trace)
                                 .await?;
@@ -305,7 +306,7 @@ impl OrdersHandler {
                             )
                             .await?;
                             begin_refund_call(client, shop, refund.id, "save_credit_note").await?;
-                            let created = self
+                            let created = books
                                 .sevdesk
                                 .save_credit_note(
                                     parties, &invoice, &treatment, delivered, &draft, trace,
@@ -333,7 +334,7 @@ impl OrdersHandler {
                     let already_open = match pending.as_ref().filter(|p| p.call == "send") {
                         Some(p) => {
                             p.settled(self.settle)?;
-                            self.sevdesk.get_credit_note(&id, trace).await?.status >= 200
+                            books.sevdesk.get_credit_note(&id, trace).await?.status >= 200
                         }
                         None => false,
                     };
@@ -341,7 +342,7 @@ impl OrdersHandler {
                         steps.push("credit_note_found_sent");
                     } else {
                         begin_refund_call(client, shop, refund.id, "send").await?;
-                        self.sevdesk.credit_note_send_by(&id, trace).await?;
+                        books.sevdesk.credit_note_send_by(&id, trace).await?;
                         steps.push("credit_note_sent");
                     }
                     end_refund_call(client, shop, refund.id).await?;
@@ -359,7 +360,7 @@ impl OrdersHandler {
                     // The credit note has no paidAmount; its status says whether it is paid,
                     // and the whole refund is always booked in one FULL_PAYMENT, so "paid" and
                     // "booked" are the same thing here.
-                    let note = self.sevdesk.get_credit_note(&id, trace).await?;
+                    let note = books.sevdesk.get_credit_note(&id, trace).await?;
                     if note.status >= 1000 {
                         steps.push("refund_found_booked");
                     } else if note.status == 750 {
@@ -369,7 +370,7 @@ impl OrdersHandler {
                         )));
                     } else {
                         let due = mapping::refunded_amount(refund);
-                        let account = self.account(trace).await?;
+                        let account = books.account(trace).await?;
                         // The money went back through the refund's own transactions' gateways.
                         let gateways: Vec<String> = refund
                             .transactions
@@ -388,7 +389,7 @@ impl OrdersHandler {
                             check_account,
                             settles: true,
                         };
-                        self.sevdesk.book(booking, trace).await?;
+                        books.sevdesk.book(booking, trace).await?;
                         steps.push("refund_booked");
                     }
                     end_refund_call(client, shop, refund.id).await?;
