@@ -559,44 +559,34 @@ impl PaymentPoller {
                 count("needs_review");
                 Ok(())
             }
-            Decision::ReadFirst => {
-                let gid = order_gid(order_id);
-                let read = self.read(shop, &gid).await?;
-                match read {
-                    Some(o) if shows_paid(o.display_financial_status.as_deref()) => {
-                        self.reported(client, shop, order_id, "found_paid", report)
-                            .await
-                    }
-                    Some(o) if o.cancelled_at.is_some() => {
-                        count("cancelled");
-                        Ok(())
-                    }
-                    None => {
-                        self.review(
-                            client,
-                            shop,
-                            order_id,
-                            "the order does not exist in Shopify".into(),
-                            report,
-                        )
-                        .await
-                    }
-                    Some(_) => {
-                        self.mark(
-                            client,
-                            shop,
-                            order_id,
-                            id,
-                            paid,
-                            order.total,
-                            invoice.updated,
-                            report,
-                        )
-                        .await
+            decision @ (Decision::ReadFirst | Decision::Mark) => {
+                // After an unknown outcome, Shopify's own view of the order decides first.
+                if decision == Decision::ReadFirst {
+                    let gid = order_gid(order_id);
+                    match self.read(shop, &gid).await? {
+                        Some(o) if shows_paid(o.display_financial_status.as_deref()) => {
+                            return self
+                                .reported(client, shop, order_id, "found_paid", report)
+                                .await;
+                        }
+                        Some(o) if o.cancelled_at.is_some() => {
+                            count("cancelled");
+                            return Ok(());
+                        }
+                        None => {
+                            return self
+                                .review(
+                                    client,
+                                    shop,
+                                    order_id,
+                                    "the order does not exist in Shopify".into(),
+                                    report,
+                                )
+                                .await;
+                        }
+                        Some(_) => {}
                     }
                 }
-            }
-            Decision::Mark => {
                 self.mark(
                     client,
                     shop,
